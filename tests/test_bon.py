@@ -1,0 +1,193 @@
+"""Exact BoN maths (vbon.bon) against brute force, Monte Carlo and the paper's inequalities."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from vbon import bon
+
+
+def brute_force_bon(p: np.ndarray, r: np.ndarray, n: int) -> np.ndarray:
+    """Enumerate all K^N draws; the first maximal draw wins."""
+    out = np.zeros(len(p))
+    for draw in itertools.product(range(len(p)), repeat=n):
+        winner = draw[int(np.argmax(r[list(draw)]))]
+        out[winner] += np.prod(p[list(draw)])
+    return out
+
+
+@pytest.mark.parametrize("ties", [False, True])
+@pytest.mark.parametrize("n", [1, 2, 3, 5])
+def test_pmf_equals_enumeration(n: int, ties: bool) -> None:
+    rng = np.random.default_rng(100 * n + ties)
+    for _ in range(5):
+        k = int(rng.integers(2, 6))
+        p = rng.dirichlet(np.ones(k))
+        r = rng.integers(0, 3, k).astype(float) if ties else rng.normal(size=k)
+        expected = brute_force_bon(p, r, n)
+        np.testing.assert_allclose(bon.bon_pmf(p, r, n), expected, rtol=0, atol=1e-12)
+        np.testing.assert_allclose(
+            np.exp(bon.bon_log_pmf(np.log(p), r, n)), expected, rtol=0, atol=1e-12
+        )
+
+
+def test_pmf_matches_monte_carlo_with_ties() -> None:
+    p = np.array([0.1, 0.25, 0.15, 0.3, 0.2])
+    r = np.array([0.0, 1.0, 1.0, 2.0, 0.5])
+    n, size = 4, 200_000
+    draws = bon.sample_bon(p, r, n, size, rng=0)
+    freq = np.bincount(draws, minlength=len(p)) / size
+    exact = bon.bon_pmf(p, r, n)
+    se = np.sqrt(exact * (1 - exact) / size)
+    assert np.all(np.abs(freq - exact) < 4 * se + 1e-12), (freq, exact)
+
+
+def test_tie_rule_splits_class_mass_by_ref_probability() -> None:
+    p = np.array([0.2, 0.3, 0.5])
+    r = np.array([1.0, 1.0, 0.0])
+    out = bon.bon_pmf(p, r, 3)
+    class_mass = 1 - 0.5**3
+    np.testing.assert_allclose(out[:2], class_mass * np.array([0.4, 0.6]), atol=1e-15)
+
+
+def test_injective_formula_and_known_values() -> None:
+    p = np.array([0.5, 0.3, 0.2])
+    r = np.array([1.0, 2.0, 3.0])
+    np.testing.assert_allclose(bon.bon_pmf(p, r, 2), [0.25, 0.39, 0.36], atol=1e-15)
+    assert bon.bon_win_rate(p, r, 1) == pytest.approx(0.5)
+    assert bon.kl_bon_ref(p, r, 1) == pytest.approx(0.0, abs=1e-15)
+
+
+def test_batched_rows_equal_single_rows() -> None:
+    rng = np.random.default_rng(3)
+    p = rng.dirichlet(np.ones(6), size=4)
+    r = rng.integers(0, 4, size=(4, 6)).astype(float)
+    batched = bon.bon_pmf(p, r, 3)
+    for i in range(4):
+        np.testing.assert_allclose(batched[i], bon.bon_pmf(p[i], r[i], 3), atol=1e-15)
+    np.testing.assert_allclose(
+        bon.kl_bon_ref(p, r, 3), [bon.kl_bon_ref(p[i], r[i], 3) for i in range(4)]
+    )
+
+
+def test_torch_in_torch_out() -> None:
+    p = torch.tensor([0.5, 0.5], dtype=torch.float32)
+    out = bon.bon_pmf(p, torch.tensor([0.0, 1.0]), 2)
+    assert isinstance(out, torch.Tensor) and out.dtype == torch.float32
+    torch.testing.assert_close(out, torch.tensor([0.25, 0.75]))
+    assert bon.select_best(torch.tensor([[1.0, 3.0, 3.0]])).tolist() == [1]
+
+
+def test_large_support_and_large_n_are_stable() -> None:
+    rng = np.random.default_rng(0)
+    k = 200_000
+    p = rng.dirichlet(np.ones(k))
+    r = rng.normal(size=k)
+    for n in (2, 256, 10_000):
+        out = bon.bon_pmf(p, r, n)
+        assert np.isfinite(out).all() and (out >= 0).all()
+        assert out.sum() == pytest.approx(1.0, abs=1e-9)
+        log_out = bon.bon_log_pmf(np.log(p), r, n)
+        np.testing.assert_allclose(np.exp(log_out), out, rtol=1e-9, atol=1e-300)
+    # With almost no atoms the KL approaches the continuous-limit bound from below.
+    assert bon.kl_bon_ref(p, r, 16) == pytest.approx(bon.kl_bon_bound(16), abs=1e-3)
+    assert bon.bon_win_rate(p, r, 16) == pytest.approx(16 / 17, abs=1e-4)
+
+
+def test_tiny_probabilities_in_log_space() -> None:
+    # A sequence-level support: log-probs far below float64's smallest probability.
+    lp = np.array([np.log(0.6), np.log(0.4) - 1e-12, -2000.0, -3000.0])
+    lp[1] = np.log1p(-0.6)  # keep the total exactly 1 in probability
+    r = np.array([0.0, 2.0, 1.0, 3.0])
+    out = bon.bon_log_pmf(lp, r, 8)
+    assert np.isfinite(out).all()
+    # The underflowing items take the exact limit N F^(N-1) pi_ref(y).
+    assert out[2] == pytest.approx(np.log(8) + 7 * np.log(0.6) - 2000.0)
+    assert out[3] == pytest.approx(np.log(8) - 3000.0)
+
+
+def test_bounds() -> None:
+    assert bon.kl_bon_bound(1) == 0.0
+    assert bon.kl_bon_bound(4) == pytest.approx(np.log(4) - 0.75)
+    assert bon.win_rate_bound(3) == 0.75
+
+
+def test_ties_make_kl_far_below_the_bound() -> None:
+    p = np.array([0.9, 0.1])
+    r = np.array([0.0, 1.0])
+    n = 64
+    # Two classes: pi_BoN puts 1 - 0.9^64 on the top item.
+    top = 1 - 0.9**n
+    exact = top * np.log(top / 0.1) + (1 - top) * np.log((1 - top) / 0.9)
+    assert bon.kl_bon_ref(p, r, n) == pytest.approx(exact, rel=1e-12)
+    # KL to pi_ref can never exceed log(1/0.1) here, far below log N - (N-1)/N.
+    assert bon.kl_bon_ref(p, r, n) < np.log(10) < 0.75 * bon.kl_bon_bound(n)
+
+
+def test_select_best_first_maximum_and_errors() -> None:
+    r = np.array([[1.0, 5.0, 5.0], [2.0, 0.0, 2.0]])
+    assert bon.select_best(r).tolist() == [1, 0]
+    with pytest.raises(ValueError, match="rewards"):
+        bon.select_best(np.array([1.0, np.nan]))
+
+
+def test_lower_bound_optimum() -> None:
+    p = np.array([0.2, 0.3, 0.5])
+    r = np.array([0.0, 1.0, 2.0])
+    f = bon.ref_cdf(p, r)
+    np.testing.assert_allclose(f, [0.0, 0.2, 0.5])
+    np.testing.assert_allclose(bon.ref_cdf(p, r, strict=False), [0.2, 0.5, 1.0])
+    opt = bon.bound_optimum_pmf(p, r, 3)
+    expected = p * f**2 / (p * f**2).sum()
+    np.testing.assert_allclose(opt, expected)
+    np.testing.assert_allclose(bon.bound_optimum_pmf(p, r, 1), p)
+    np.testing.assert_allclose(bon.bon_lower_bound(p, r, 3), 3 * f**2 * p)
+
+
+@pytest.mark.parametrize(
+    ("call", "match"),
+    [
+        (lambda: bon.bon_pmf([0.5, 0.5], [0.0, 1.0], 0), "n"),
+        (lambda: bon.bon_pmf([0.5, 0.5], [0.0, 1.0], 2.5), "n"),
+        (lambda: bon.bon_pmf([0.5, 0.4], [0.0, 1.0], 2), "ref_probs"),
+        (lambda: bon.bon_pmf([1.5, -0.5], [0.0, 1.0], 2), "ref_probs"),
+        (lambda: bon.bon_pmf([0.5, 0.5], [0.0, 1.0, 2.0], 2), "rewards"),
+        (lambda: bon.bon_pmf([0.5, 0.5], [0.0, np.nan], 2), "rewards"),
+        (lambda: bon.bon_pmf([], [], 2), "ref_probs"),
+        (lambda: bon.bon_log_pmf([0.1, -1.0], [0.0, 1.0], 2), "ref_logprobs"),
+        (lambda: bon.bound_optimum_pmf([0.5, 0.5], [1.0, 1.0], 3), "rewards"),
+    ],
+)
+def test_bad_input_names_the_argument(call, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        call()
+
+
+support = st.integers(min_value=1, max_value=8).flatmap(
+    lambda k: st.tuples(
+        st.lists(st.floats(0.01, 1.0), min_size=k, max_size=k),
+        st.lists(st.integers(-3, 3), min_size=k, max_size=k),
+        st.integers(1, 64),
+    )
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(support)
+def test_properties(case) -> None:
+    weights, int_rewards, n = case
+    p = np.array(weights) / np.sum(weights)
+    r = np.array(int_rewards, dtype=float)
+    pmf = bon.bon_pmf(p, r, n)
+    assert pmf.sum() == pytest.approx(1.0, abs=1e-12)
+    assert bon.kl_bon_ref(p, r, n) <= bon.kl_bon_bound(n) + 1e-12
+    assert bon.bon_win_rate(p, r, n) <= n / (n + 1) + 1e-12
+    assert np.all(pmf >= bon.bon_lower_bound(p, r, n) * (1 - 1e-12) - 1e-300)
+    # Monotone transforms leave pi_BoN unchanged (only the order of rewards matters).
+    np.testing.assert_allclose(bon.bon_pmf(p, np.exp(r) * 3 - 7, n), pmf, atol=1e-14)

@@ -1,0 +1,65 @@
+"""numpy/torch interop for the maths modules.
+
+The maths runs in float64 numpy (exactness matters more than speed for these O(n) reductions);
+callers may pass torch tensors and get a tensor back on the same device. Validation errors name
+the offending argument, as every public function promises.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+try:  # torch is a hard dependency of the package, but the maths must not need it to import
+    import torch
+except ImportError:  # pragma: no cover
+    torch = None
+
+
+def is_tensor(x: Any) -> bool:
+    return torch is not None and isinstance(x, torch.Tensor)
+
+
+def as_float64(x: Any, name: str, *, allow_inf: bool = True) -> np.ndarray:
+    """``x`` as a float64 ndarray; ValueError naming ``name`` on NaN (or inf when not allowed)."""
+    if is_tensor(x):
+        x = x.detach().to("cpu", dtype=torch.float64).numpy()
+    try:
+        arr = np.asarray(x, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{name}: expected numbers, got {type(x).__name__} ({exc})") from None
+    if np.isnan(arr).any():
+        raise ValueError(f"{name}: contains NaN")
+    if not allow_inf and np.isinf(arr).any():
+        raise ValueError(f"{name}: contains inf")
+    return arr
+
+
+def like(template: Any) -> Callable[[np.ndarray], Any]:
+    """A function that turns a result back into the array type (and device) of ``template``."""
+    if not is_tensor(template):
+        return lambda a: a
+    dtype = template.dtype if template.is_floating_point() else torch.float64
+    device = template.device
+    return lambda a: torch.as_tensor(np.asarray(a), dtype=dtype, device=device)
+
+
+def check_n(n: Any, name: str = "n", minimum: int = 1) -> int:
+    """Validate a Best-of-N sample count: an integer >= ``minimum``."""
+    if isinstance(n, bool) or not isinstance(n, int | np.integer):
+        if isinstance(n, float | np.floating) and float(n).is_integer():
+            n = int(n)
+        else:
+            raise ValueError(f"{name}: must be an integer >= {minimum}, got {n!r}")
+    if n < minimum:
+        raise ValueError(f"{name}: must be an integer >= {minimum}, got {n}")
+    return int(n)
+
+
+def log1mexp(x: np.ndarray) -> np.ndarray:
+    """log(1 - exp(x)) for x <= 0, accurate at both ends (Maechler 2012)."""
+    x = np.asarray(x, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(x > -np.log(2.0), np.log(-np.expm1(x)), np.log1p(-np.exp(x)))

@@ -1,0 +1,218 @@
+"""Estimating F, the reward CDF under pi_ref, from M reference samples per prompt (PAPER.md s. 3).
+
+The vBoN reward is log F(r(y)) with F(t) = P_{y'~pi_ref}(r(y') < t). Per prompt we hold M
+reference rewards r_1..r_M (drawn with the training sampling settings, scored by the training
+reward) and use the authors' add-one estimator, which is never zero:
+
+    F_hat(t) = (1 + #{m : r_m < t}) / (M + 1)        log F_hat(t) in [-log(M+1), 0]
+
+For study, ``smoothing="none"`` gives #{r_m < t} / M (log 0 = -inf below all samples) and
+``strict=False`` counts r_m <= t instead.
+
+Batched evaluation is one vectorised binary search over all prompts at once: the sorted rewards
+of every prompt are concatenated, and each query bisects its own prompt's segment in lock-step
+with all the others (log2 M numpy passes over the queries, no Python loop over samples). It is
+about 5x faster than one ``np.searchsorted`` over lexicographic (prompt, reward) keys, whose
+random probes into the whole table miss the cache.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import numpy as np
+
+from vbon._array import as_float64, check_n, is_tensor, like
+
+__all__ = ["RewardCDF", "empirical_log_cdf"]
+
+Smoothing = Literal["add_one", "none"]
+
+
+def _segment_search(
+    flat: np.ndarray, starts: np.ndarray, lengths: np.ndarray, t: np.ndarray, strict: bool
+) -> np.ndarray:
+    """#{x in flat[starts_i : starts_i + lengths_i] : x < t_i} (or <=) for every i, vectorised.
+
+    Branchless lower bound (Khuong & Morin 2017) run on all segments together; every segment
+    must be sorted ascending and non-empty.
+    """
+    less = np.less if strict else np.less_equal
+    base = starts.copy()
+    n = lengths.copy()
+    half = n >> 1
+    while half.any():
+        mid = base + half
+        np.copyto(base, mid, where=less(flat[mid], t))
+        n -= half
+        half = n >> 1
+    return base + less(flat[base], t) - starts
+
+
+class RewardCDF:
+    """Empirical reward CDFs F_hat of many prompts, each from its own M reference rewards.
+
+    Args:
+        ref_rewards: a (P, M) array, or a sequence of P 1-D arrays of possibly different lengths
+            (ragged M), or one 1-D array (a single prompt). Rewards may be +-inf, never NaN.
+        max_m: keep only the first ``max_m`` rewards of each prompt, in the given (draw) order;
+            this is how the M ablation subsamples a larger cache without bias.
+        assume_sorted: skip sorting when each prompt's rewards are already ascending.
+    """
+
+    def __init__(
+        self,
+        ref_rewards: Any,
+        *,
+        max_m: int | None = None,
+        assume_sorted: bool = False,
+    ) -> None:
+        padded, counts = self._padded(ref_rewards)
+        if max_m is not None:
+            max_m = check_n(max_m, "max_m")
+            padded = padded[:, :max_m]
+            counts = np.minimum(counts, max_m)
+            assume_sorted = assume_sorted and bool((counts == padded.shape[1]).all())
+        if not assume_sorted:
+            padded = np.sort(padded, axis=1)  # +inf padding stays at the end of each row
+        elif padded.shape[1] > 1 and (np.diff(padded, axis=1) < 0).any():
+            raise ValueError("ref_rewards: assume_sorted=True but a prompt's rewards are unsorted")
+        if (counts == padded.shape[1]).all():
+            self._flat = padded.ravel()
+        else:
+            self._flat = padded[np.arange(padded.shape[1]) < counts[:, None]]
+        self.counts = counts
+        self._starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        self._sorted = padded
+
+    @staticmethod
+    def _padded(ref_rewards: Any) -> tuple[np.ndarray, np.ndarray]:
+        if is_tensor(ref_rewards) or isinstance(ref_rewards, np.ndarray):
+            arr = as_float64(ref_rewards, "ref_rewards")
+            if arr.ndim == 1:
+                arr = arr[None, :]
+            if arr.ndim != 2:
+                raise ValueError(f"ref_rewards: expected (P, M) or (M,), got shape {arr.shape}")
+            counts = np.full(arr.shape[0], arr.shape[1], dtype=np.int64)
+        elif isinstance(ref_rewards, Sequence) and not isinstance(ref_rewards, str):
+            rows = [as_float64(r, f"ref_rewards[{i}]").ravel() for i, r in enumerate(ref_rewards)]
+            counts = np.array([len(r) for r in rows], dtype=np.int64)
+            arr = np.full((len(rows), int(counts.max(initial=0))), np.inf)
+            if rows:
+                mask = np.arange(arr.shape[1]) < counts[:, None]
+                arr[mask] = np.concatenate(rows)
+        else:
+            raise ValueError(
+                f"ref_rewards: expected an array or a sequence of arrays, got {type(ref_rewards)}"
+            )
+        if arr.shape[0] == 0:
+            raise ValueError("ref_rewards: no prompts")
+        if (counts == 0).any():
+            first = int(np.flatnonzero(counts == 0)[0])
+            raise ValueError(f"ref_rewards: prompt {first} has no reference rewards (M = 0)")
+        return arr, counts
+
+    @property
+    def num_prompts(self) -> int:
+        return len(self.counts)
+
+    def sorted_rewards(self, prompt: int) -> np.ndarray:
+        """The ascending reference rewards of one prompt."""
+        return self._sorted[prompt, : self.counts[prompt]]
+
+    def count_below(self, rewards: Any, prompt_index: Any = None, *, strict: bool = True) -> Any:
+        """#{m : r_m < t} (``strict=False``: <=) for each reward t against its prompt's samples.
+
+        ``prompt_index`` gives each reward's prompt (same shape as ``rewards``); when omitted,
+        axis 0 of ``rewards`` runs over the prompts (shape (P, ...)).
+        """
+        t, rows = self._query(rewards, prompt_index)
+        return self._count(t, rows, strict)
+
+    def _count(self, t: np.ndarray, rows: np.ndarray, strict: bool) -> np.ndarray:
+        flat_rows = rows.ravel()
+        below = _segment_search(
+            self._flat, self._starts[flat_rows], self.counts[flat_rows], t.ravel(), strict
+        )
+        return below.reshape(t.shape)
+
+    def log_cdf(
+        self,
+        rewards: Any,
+        prompt_index: Any = None,
+        *,
+        smoothing: Smoothing = "add_one",
+        strict: bool = True,
+    ) -> Any:
+        """log F_hat(t) for each reward t (the vBoN bound-L reward), same type as ``rewards``.
+
+        Args:
+            rewards: rewards of policy samples; numpy array or torch tensor (returned alike).
+            prompt_index: prompt of each reward; omitted means axis 0 of ``rewards`` is prompts.
+            smoothing: "add_one" (authors, (1 + count)/(M + 1)) or "none" (count / M).
+            strict: count r_m < t (the paper's F) or, when False, r_m <= t.
+        """
+        if smoothing not in ("add_one", "none"):
+            raise ValueError(f"smoothing: expected 'add_one' or 'none', got {smoothing!r}")
+        t, rows = self._query(rewards, prompt_index)
+        below = self._count(t, rows, strict)
+        m = self.counts[rows]
+        with np.errstate(divide="ignore"):
+            if smoothing == "add_one":
+                out = np.log1p(below) - np.log1p(m)
+            else:
+                out = np.log(below) - np.log(m)
+        return like(rewards)(out)
+
+    def _query(self, rewards: Any, prompt_index: Any) -> tuple[np.ndarray, np.ndarray]:
+        t = as_float64(rewards, "rewards")
+        if prompt_index is None:
+            if t.ndim == 0 or t.shape[0] != self.num_prompts:
+                raise ValueError(
+                    f"rewards: without prompt_index axis 0 must run over the {self.num_prompts} "
+                    f"prompts, got shape {t.shape}"
+                )
+            rows = np.broadcast_to(
+                np.arange(self.num_prompts).reshape((-1,) + (1,) * (t.ndim - 1)), t.shape
+            )
+            return t, rows
+        if is_tensor(prompt_index):
+            prompt_index = prompt_index.detach().cpu().numpy()
+        rows = np.asarray(prompt_index)
+        if rows.shape != t.shape:
+            raise ValueError(
+                f"prompt_index: shape {rows.shape} does not match rewards shape {t.shape}"
+            )
+        if rows.size and not np.issubdtype(rows.dtype, np.integer):
+            raise ValueError(f"prompt_index: expected integers, got {rows.dtype}")
+        if rows.size and (rows.min() < 0 or rows.max() >= self.num_prompts):
+            raise ValueError(f"prompt_index: values must lie in [0, {self.num_prompts})")
+        return t, rows.astype(np.int64, copy=False)
+
+
+def empirical_log_cdf(
+    ref_rewards: Any,
+    rewards: Any,
+    *,
+    prompt_index: Any = None,
+    smoothing: Smoothing = "add_one",
+    strict: bool = True,
+) -> Any:
+    """log F_hat(t) of each reward t against reference rewards (PAPER.md section 3).
+
+    One prompt: ``ref_rewards`` is 1-D (its M rewards) and ``rewards`` any shape. Many prompts:
+    ``ref_rewards`` is (P, M) or a ragged list, and either ``rewards`` is (P, ...) or
+    ``prompt_index`` names each reward's prompt. For repeated queries against the same prompts
+    (a training loop), build a :class:`RewardCDF` once and call its ``log_cdf``.
+    """
+    cdf = RewardCDF(ref_rewards)
+    if prompt_index is None and _is_single_prompt(ref_rewards):
+        prompt_index = np.zeros(tuple(np.shape(rewards)), dtype=np.int64)
+    return cdf.log_cdf(rewards, prompt_index, smoothing=smoothing, strict=strict)
+
+
+def _is_single_prompt(ref_rewards: Any) -> bool:
+    if is_tensor(ref_rewards) or isinstance(ref_rewards, np.ndarray):
+        return ref_rewards.ndim == 1
+    return not any(np.ndim(r) > 0 for r in ref_rewards)
