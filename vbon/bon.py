@@ -152,12 +152,23 @@ def _bon_ratio(c: _Classes, n: int, *, log: bool) -> np.ndarray:
     limit N F^(N-1).
     """
     with np.errstate(divide="ignore", invalid="ignore", over="ignore", under="ignore"):
-        one_minus = -np.expm1(n * np.log1p(-np.minimum(c.mass / c.f_le, 1.0)))  # 1-(F/F_le)^N
+        ratio = np.minimum(c.mass / c.f_le, 1.0)
+        np.log1p(np.negative(ratio, out=ratio), out=ratio)
+        ratio *= n
+        one_minus = np.negative(np.expm1(ratio, out=ratio), out=ratio)  # 1 - (F/F_le)^N
         n_log_f_le = n * c.log_f_le
-        limit = np.log(n) + (n - 1) * c.log_f_le if n > 1 else np.zeros_like(c.mass)
         if log:
-            return np.where(c.mass > 0, n_log_f_le + np.log(one_minus) - np.log(c.mass), limit)
-        return np.where(c.mass > 0, np.exp(n_log_f_le) * one_minus / c.mass, np.exp(limit))
+            ratio = np.log(one_minus, out=one_minus)
+            ratio += n_log_f_le
+            ratio -= np.log(c.mass)
+        else:
+            ratio = one_minus * np.exp(n_log_f_le)
+            ratio /= c.mass
+        empty = c.mass == 0
+        if empty.any():  # the limit N F^(N-1) (F = F_le for an empty class)
+            limit = np.log(n) + (n - 1) * c.log_f_le[empty] if n > 1 else 0.0
+            ratio[empty] = limit if log else np.exp(limit)
+    return ratio
 
 
 def bon_log_pmf(ref_logprobs: Any, rewards: Any, n: int) -> Any:
