@@ -1,0 +1,305 @@
+"""Metrics (vbon.evaluate) and sampling/log-probs (vbon.generation) on an enumerable world.
+
+A tiny GPT-2 over a 3-token vocabulary generating exactly 3 tokens has 27 possible completions,
+so pi_ref, pi_theta, KL, win rates and BoN can all be computed exactly and compared with the
+Monte Carlo estimators.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from tokenizers import Tokenizer, models, pre_tokenizers
+from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+
+from vbon import bon
+from vbon.evaluate import (
+    bon_evaluate,
+    frontier_counts,
+    kl_estimates,
+    mean_se,
+    pareto_frontier,
+    win_rate,
+    win_rates,
+)
+from vbon.generation import Completions, completion_logprobs, sample
+
+VOCAB = 3
+LENGTH = 3
+
+
+def tiny_tokenizer() -> PreTrainedTokenizerFast:
+    words = {"a": 0, "b": 1, "c": 2}
+    backend = Tokenizer(models.WordLevel(words, unk_token="a"))
+    backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    # No EOS: every completion has exactly LENGTH tokens. The pad id only fills attention-masked
+    # prompt positions, so it may coincide with a real token here.
+    return PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="a")
+
+
+def tiny_lm(seed: int) -> GPT2LMHeadModel:
+    torch.manual_seed(seed)
+    config = GPT2Config(
+        vocab_size=VOCAB,
+        n_embd=16,
+        n_layer=1,
+        n_head=2,
+        n_positions=16,
+        bos_token_id=None,
+        eos_token_id=None,
+    )
+    model = GPT2LMHeadModel(config).eval()
+    with torch.no_grad():  # sharpen the random init so the two models differ visibly
+        model.lm_head.weight.mul_(8.0)
+    model.generation_config.eos_token_id = None
+    return model
+
+
+@pytest.fixture(scope="module")
+def world():
+    tok = tiny_tokenizer()
+    ref, pol = tiny_lm(0), tiny_lm(1)
+    prompt = "b c"
+    seqs = torch.tensor(list(itertools.product(range(VOCAB), repeat=LENGTH)))
+    prompt_ids = torch.tensor([[1, 2]]).repeat(len(seqs), 1)
+    every = Completions(
+        prompt_index=np.zeros(len(seqs), dtype=np.int64),
+        prompt_ids=prompt_ids,
+        prompt_mask=torch.ones_like(prompt_ids),
+        token_ids=seqs,
+        mask=torch.ones_like(seqs, dtype=torch.bool),
+        ended=np.zeros(len(seqs), dtype=bool),
+        texts=[""] * len(seqs),
+    )
+    p_ref = completion_logprobs(ref, every).exp().double().numpy()
+    p_pol = completion_logprobs(pol, every).exp().double().numpy()
+    reward = (seqs * torch.tensor([9, 3, 1])).sum(1).double().numpy()  # injective
+    return {
+        "tok": tok,
+        "ref": ref,
+        "pol": pol,
+        "prompt": prompt,
+        "p_ref": p_ref,
+        "p_pol": p_pol,
+        "reward": reward,
+        "seqs": seqs,
+    }
+
+
+def reward_of(world, completions: Completions) -> np.ndarray:
+    return (completions.token_ids * torch.tensor([9, 3, 1])).sum(1).double().numpy()
+
+
+def test_enumeration_is_a_distribution(world) -> None:
+    assert world["p_ref"].sum() == pytest.approx(1.0, abs=1e-5)
+    assert world["p_pol"].sum() == pytest.approx(1.0, abs=1e-5)
+
+
+def test_sampling_matches_model_probabilities(world) -> None:
+    c = sample(
+        world["pol"],
+        world["tok"],
+        [world["prompt"]],
+        3000,
+        max_new_tokens=LENGTH,
+        seed=0,
+        batch_size=512,
+    )
+    assert c.token_ids.shape == (3000, LENGTH) and bool(c.mask.all())
+    index = (c.token_ids * torch.tensor([9, 3, 1])).sum(1).numpy()
+    freq = np.bincount(index, minlength=27) / 3000
+    p = world["p_pol"] / world["p_pol"].sum()
+    se = np.sqrt(p * (1 - p) / 3000)
+    assert np.all(np.abs(freq - p) < 5 * se + 1e-3)
+
+
+def test_kl_estimators_agree_with_exact(world) -> None:
+    p, q = world["p_pol"], world["p_ref"]
+    exact = float(np.sum(p * np.log(p / q)))
+    c = sample(
+        world["pol"],
+        world["tok"],
+        [world["prompt"]],
+        4000,
+        max_new_tokens=LENGTH,
+        seed=1,
+        batch_size=1000,
+    )
+    lp = completion_logprobs(world["pol"], c, per_token=True)
+    lr = completion_logprobs(world["ref"], c, per_token=True)
+    est = kl_estimates(lp, lr, c.mask)
+    # Samples are independent here (one prompt), so the plain standard error applies.
+    for name in ("k1", "k3"):
+        flat = mean_se(
+            (lp - lr).sum(1) if name == "k1" else (torch.expm1(lr - lp) + (lp - lr)).sum(1)
+        )
+        assert abs(est[name].mean - exact) < 4 * flat.se, (name, est[name], exact)
+    print(f"exact KL {exact:.4f}; k1 {est['k1'].mean:.4f}; k3 {est['k3'].mean:.4f}")
+
+
+def test_win_rate_agrees_with_exact(world) -> None:
+    r, p, q = world["reward"], world["p_pol"], world["p_ref"]
+    exact = float(
+        np.sum(
+            p[:, None] * q[None, :] * ((r[:, None] > r[None, :]) + 0.5 * (r[:, None] == r[None, :]))
+        )
+    )
+    ref = sample(
+        world["ref"],
+        world["tok"],
+        [world["prompt"]],
+        3000,
+        max_new_tokens=LENGTH,
+        seed=2,
+        batch_size=1000,
+    )
+    pol = sample(
+        world["pol"],
+        world["tok"],
+        [world["prompt"]],
+        3000,
+        max_new_tokens=LENGTH,
+        seed=3,
+        batch_size=1000,
+    )
+    ref_rewards = reward_of(world, ref)[None, :]
+    est = win_rate(reward_of(world, pol)[None, :], ref_rewards)
+    per_sample = win_rates(reward_of(world, pol)[None, :], ref_rewards)[0]
+    assert abs(est.mean - exact) < 4 * per_sample.std() / np.sqrt(3000) + 0.01
+
+
+def test_bon_evaluation_agrees_with_exact(world) -> None:
+    q, r = world["p_ref"] / world["p_ref"].sum(), world["reward"]
+    pool = sample(
+        world["ref"],
+        world["tok"],
+        [world["prompt"]] * 40,
+        16,
+        max_new_tokens=LENGTH,
+        seed=4,
+        batch_size=640,
+    )
+    cache = sample(
+        world["ref"],
+        world["tok"],
+        [world["prompt"]] * 40,
+        200,
+        max_new_tokens=LENGTH,
+        seed=5,
+        batch_size=2000,
+    )
+    pool_r = reward_of(world, pool).reshape(40, 16)
+    pool_lp = completion_logprobs(world["ref"], pool).double().numpy().reshape(40, 16)
+    table = bon_evaluate(
+        pool_r, pool_lp, reward_of(world, cache).reshape(40, 200), [1, 2, 4, 16], n_resamples=16
+    )
+    for _, row in table.iterrows():
+        n = int(row["N"])
+        exact_kl = bon.kl_bon_ref(q, r, n)
+        exact_win = bon.bon_win_rate(q, r, n)
+        exact_reward = float(np.sum(bon.bon_pmf(q, r, n) * r))
+        assert row["kl"] == pytest.approx(exact_kl, abs=0.1 + 4 * row["kl_se"]), (
+            n,
+            row["kl"],
+            exact_kl,
+        )
+        assert row["win_rate"] == pytest.approx(exact_win, abs=0.03 + 4 * row["win_rate_se"])
+        assert row["reward"] == pytest.approx(exact_reward, abs=4 * row["reward_se"] + 0.3)
+        assert row["kl_bound"] == pytest.approx(bon.kl_bon_bound(n))
+    assert table["kl"].is_monotonic_increasing and table.loc[0, "kl"] == 0.0
+
+
+def test_sampling_settings_are_respected_and_validated(world) -> None:
+    c = sample(world["ref"], world["tok"], ["b", "b c a"], 2, max_new_tokens=2, seed=0)
+    assert c.token_ids.shape == (4, 2)
+    assert c.prompt_index.tolist() == [0, 0, 1, 1]
+    g1 = sample(world["ref"], world["tok"], ["b c"], 2, max_new_tokens=3, greedy=True)
+    assert torch.equal(g1.token_ids[0], g1.token_ids[1])
+    s1 = sample(world["ref"], world["tok"], ["b c"], 4, max_new_tokens=3, seed=7)
+    s2 = sample(world["ref"], world["tok"], ["b c"], 4, max_new_tokens=3, seed=7)
+    assert torch.equal(s1.token_ids, s2.token_ids)
+    for kwargs, name in [
+        ({"temperature": 0.0}, "temperature"),
+        ({"top_k": -1}, "top_k"),
+        ({"top_p": 0.0}, "top_p"),
+        ({"max_new_tokens": 0}, "max_new_tokens"),
+    ]:
+        args = {"max_new_tokens": 3} | kwargs
+        with pytest.raises(ValueError, match=name):
+            sample(world["ref"], world["tok"], ["b"], 1, **args)
+
+
+def test_eos_handling_and_text_stripping() -> None:
+    words = {"<eos>": 0, "x": 1, "y": 2}
+    backend = Tokenizer(models.WordLevel(words, unk_token="<eos>"))
+    backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tok = PreTrainedTokenizerFast(tokenizer_object=backend, eos_token="<eos>", pad_token="<eos>")
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(
+        GPT2Config(
+            vocab_size=3,
+            n_embd=8,
+            n_layer=1,
+            n_head=2,
+            n_positions=32,
+            bos_token_id=0,
+            eos_token_id=0,
+        )
+    ).eval()
+    with torch.no_grad():
+        model.lm_head.weight.zero_()
+        model.lm_head.weight[0] = 0.05  # EOS a bit more likely, so some samples stop early
+    c = sample(model, tok, ["x y"], 200, max_new_tokens=6, seed=0, batch_size=200)
+    lengths = c.lengths
+    assert c.ended.any() and (~c.ended).any()
+    assert np.all(lengths[c.ended] <= 6) and np.all(lengths[~c.ended] == 6)
+    for i in np.flatnonzero(c.ended)[:20]:
+        ids = c.token_ids[i][c.mask[i]].tolist()
+        assert ids[-1] == 0 and 0 not in ids[:-1]  # the mask stops at the first EOS
+        assert c.texts[i] == " ".join({1: "x", 2: "y"}[t] for t in ids[:-1])
+
+
+def test_logprobs_equal_manual_computation_with_padding(world) -> None:
+    c = sample(
+        world["pol"], world["tok"], ["b", "b c a b"], 3, max_new_tokens=3, seed=0, temperature=0.7
+    )
+    got = completion_logprobs(world["pol"], c, temperature=0.7, batch_size=2)
+    for i in range(len(c)):
+        p = c.prompt_ids[i][c.prompt_mask[i].bool()].tolist()
+        y = c.token_ids[i][c.mask[i]].tolist()
+        with torch.no_grad():
+            logits = world["pol"](torch.tensor([p + y])).logits[0] / 0.7
+        lo = torch.log_softmax(logits, -1)
+        manual = sum(lo[len(p) - 1 + t, y[t]].item() for t in range(len(y)))
+        assert got[i].item() == pytest.approx(manual, abs=1e-4)
+
+
+def test_pareto_frontier_and_counts() -> None:
+    df = pd.DataFrame(
+        {
+            "method": ["vbon", "vbon", "kl_rl", "kl_rl", "bon_sft", "kl_rl"],
+            "kl": [1.0, 2.0, 1.5, 0.5, 3.0, 1.0],
+            "reward": [0.5, 0.9, 0.6, 0.1, 0.8, 0.4],
+        }
+    )
+    mask = pareto_frontier(df["kl"], df["reward"])
+    assert mask.tolist() == [True, True, True, True, False, False]
+    counts = frontier_counts(df)
+    assert counts.to_dict() == {"vbon": 2, "kl_rl": 2, "bon_sft": 0}
+    # Exact duplicates count once.
+    assert pareto_frontier([1.0, 1.0], [2.0, 2.0]).tolist() == [True, False]
+
+
+def test_win_rate_variants_and_errors() -> None:
+    ref = np.array([[1.0, 2.0, 3.0]])
+    assert win_rates(np.array([[2.0]]), ref).tolist() == [[0.5]]  # beats 1, ties 2: (1 + .5)/3
+    assert win_rates(np.array([[1.0]]), ref, method="first").tolist() == [[0.0]]  # tie loses
+    assert win_rates(np.array([[1.5]]), ref, method="first").tolist() == [[1.0]]
+    with pytest.raises(ValueError, match="method"):
+        win_rates(np.array([[1.0]]), ref, method="mean")
+    with pytest.raises(ValueError, match="n_grid"):
+        bon_evaluate(np.zeros((1, 4)), np.zeros((1, 4)), ref, [8])

@@ -1,0 +1,250 @@
+"""Metrics for every figure: reward, win rate against pi_ref, KL to pi_ref, BoN at many N, and
+the Pareto frontier (PAPER.md section 4, DESIGN.md "Conventions").
+
+Standard errors treat prompts as the independent unit: samples of one prompt are averaged first,
+then the mean and its standard error are taken over prompts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from vbon._array import as_float64, check_n
+from vbon.bon import kl_bon_bound
+from vbon.cdf import RewardCDF
+from vbon.objectives import log_bon_ratio
+
+__all__ = [
+    "MeanSE",
+    "mean_se",
+    "win_rates",
+    "win_rate",
+    "kl_estimates",
+    "bon_evaluate",
+    "pareto_frontier",
+    "frontier_counts",
+]
+
+
+@dataclass(frozen=True)
+class MeanSE:
+    """A mean with its standard error over ``n`` independent units (prompts)."""
+
+    mean: float
+    se: float
+    n: int
+
+    def __str__(self) -> str:
+        return f"{self.mean:.4f} +- {self.se:.4f}"
+
+
+def mean_se(values: Any, prompt_index: Any = None) -> MeanSE:
+    """Mean and standard error, clustered by prompt when ``prompt_index`` is given.
+
+    ``values`` may be (P, k) (k samples per prompt, rows are prompts) or flat with
+    ``prompt_index`` naming each value's prompt, or flat and independent.
+    """
+    v = as_float64(values, "values")
+    if v.size == 0:
+        raise ValueError("values: empty")
+    if prompt_index is not None:
+        idx = np.asarray(prompt_index).ravel()
+        if idx.shape != v.ravel().shape:
+            raise ValueError(f"prompt_index: shape {idx.shape} does not match values {v.shape}")
+        _, inverse, counts = np.unique(idx, return_inverse=True, return_counts=True)
+        per_prompt = np.bincount(inverse, weights=v.ravel()) / counts
+    elif v.ndim == 2:
+        per_prompt = v.mean(axis=1)
+    else:
+        per_prompt = v.ravel()
+    n = per_prompt.size
+    se = float(per_prompt.std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan")
+    return MeanSE(float(per_prompt.mean()), se, n)
+
+
+def win_rates(
+    rewards: Any,
+    ref_rewards: Any,
+    prompt_index: Any = None,
+    *,
+    method: Literal["all", "first"] = "all",
+) -> np.ndarray:
+    """Per-sample win rate of policy rewards against pi_ref samples of the same prompt.
+
+    Args:
+        rewards: policy rewards, (P, k) or flat with ``prompt_index``.
+        ref_rewards: each prompt's reference rewards in draw order, (P, M) or a ragged list.
+        prompt_index: prompt of each reward when ``rewards`` is flat.
+        method: "all" compares with every reference reward of the prompt, ties count 1/2 (the
+            package's default); "first" is the authors' variant: one comparison with the first
+            cached reference sample, ties count as a loss.
+    """
+    if method == "first":
+        cdf = RewardCDF(ref_rewards, max_m=1)
+        return cdf.count_below(rewards, prompt_index, strict=True).astype(np.float64)
+    if method != "all":
+        raise ValueError(f"method: expected 'all' or 'first', got {method!r}")
+    cdf = ref_rewards if isinstance(ref_rewards, RewardCDF) else RewardCDF(ref_rewards)
+    below = cdf.count_below(rewards, prompt_index, strict=True)
+    below_or_equal = cdf.count_below(rewards, prompt_index, strict=False)
+    rows = (
+        np.asarray(prompt_index)
+        if prompt_index is not None
+        else np.broadcast_to(
+            np.arange(cdf.num_prompts).reshape((-1,) + (1,) * (below.ndim - 1)), below.shape
+        )
+    )
+    return (below + below_or_equal) / (2.0 * cdf.counts[rows])
+
+
+def win_rate(
+    rewards: Any,
+    ref_rewards: Any,
+    prompt_index: Any = None,
+    *,
+    method: Literal["all", "first"] = "all",
+) -> MeanSE:
+    """Mean win rate against pi_ref with its standard error over prompts (see ``win_rates``)."""
+    per_sample = win_rates(rewards, ref_rewards, prompt_index, method=method)
+    return mean_se(per_sample, prompt_index)
+
+
+def kl_estimates(
+    policy_logprobs: Any,
+    ref_logprobs: Any,
+    mask: Any = None,
+    prompt_index: Any = None,
+) -> dict[str, MeanSE]:
+    """Monte Carlo KL(pi_theta || pi_ref) from samples y ~ pi_theta, completion tokens only.
+
+    Args:
+        policy_logprobs: per-token log pi_theta of the sampled completion tokens, (B, T), or
+            per-sequence sums, (B,).
+        ref_logprobs: the same tokens under pi_ref, same shape.
+        mask: (B, T) True on completion tokens (padding excluded); all tokens when omitted.
+        prompt_index: prompt of each sample, for standard errors clustered by prompt.
+
+    Returns:
+        ``{"k1": ..., "k3": ...}``: k1 sums log(pi_theta/pi_ref) over tokens (unbiased, can be
+        negative per sample); k3 sums (rho - 1) - log rho with rho = pi_ref/pi_theta per token
+        (unbiased, non-negative, lower variance; Schulman 2020).
+    """
+    lp = as_float64(policy_logprobs, "policy_logprobs")
+    lr = as_float64(ref_logprobs, "ref_logprobs")
+    if lp.shape != lr.shape:
+        raise ValueError(f"ref_logprobs: shape {lr.shape} does not match policy {lp.shape}")
+    if lp.ndim == 1:
+        lp, lr = lp[:, None], lr[:, None]
+    m = np.ones(lp.shape, dtype=bool) if mask is None else np.asarray(mask, dtype=bool)
+    if m.shape != lp.shape:
+        raise ValueError(f"mask: shape {m.shape} does not match log-probs {lp.shape}")
+    log_ratio = np.where(m, lp - lr, 0.0)
+    k1 = log_ratio.sum(axis=1)
+    k3 = np.where(m, np.expm1(-log_ratio) + log_ratio, 0.0).sum(axis=1)
+    return {"k1": mean_se(k1, prompt_index), "k3": mean_se(k3, prompt_index)}
+
+
+def bon_evaluate(
+    pool_rewards: Any,
+    pool_ref_logprobs: Any,
+    ref_rewards: Any,
+    n_grid: Sequence[int],
+    *,
+    n_resamples: int = 8,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Best-of-N at each N from one pool of fresh pi_ref samples per test prompt.
+
+    For each N and resample, N of each prompt's pool samples are chosen without replacement and
+    the best is kept (ties: first). Reported per N: reward, win rate against the reference cache
+    (ties 1/2), and KL(pi_BoN || pi_ref) estimated with the exact formula of PAPER.md section 1,
+    E_BoN[log pi_BoN(y) - log pi_ref(y)] = E_BoN[log sum_i C(N,i) F^(N-i) pi_ref(y)^(i-1)], with F
+    the reference-sample CDF (add-one smoothed, as in training) and pi_ref(y) the sample's
+    sequence probability; the bound log N - (N-1)/N is reported beside it, never in its place.
+
+    Args:
+        pool_rewards: (P, S) rewards of S >= max(n_grid) fresh pi_ref samples per prompt.
+        pool_ref_logprobs: (P, S) their sequence log pi_ref (completion tokens only).
+        ref_rewards: the reference cache for the same P prompts (for F and the win rate).
+        n_grid: the N values.
+        n_resamples: subsets drawn per N (the means average over them).
+        seed: seed of the subset draws.
+    """
+    r = as_float64(pool_rewards, "pool_rewards")
+    lp = as_float64(pool_ref_logprobs, "pool_ref_logprobs")
+    if r.ndim != 2 or r.shape != lp.shape:
+        raise ValueError(
+            f"pool_ref_logprobs: expected the (P, S) shape of pool_rewards {r.shape}, got {lp.shape}"
+        )
+    n_resamples = check_n(n_resamples, "n_resamples")
+    ns = [check_n(n, "n_grid") for n in n_grid]
+    prompts, pool = r.shape
+    if max(ns) > pool:
+        raise ValueError(f"n_grid: N = {max(ns)} exceeds the pool of {pool} samples per prompt")
+    cdf = ref_rewards if isinstance(ref_rewards, RewardCDF) else RewardCDF(ref_rewards)
+    if cdf.num_prompts != prompts:
+        raise ValueError(f"ref_rewards: {cdf.num_prompts} prompts, pool has {prompts}")
+    log_f = cdf.log_cdf(r)  # (P, S)
+    win = win_rates(r, cdf)
+    rng = np.random.default_rng(seed)
+    rows_idx = np.arange(prompts)[:, None]
+    out = []
+    for n in ns:
+        # A random permutation per (resample, prompt); its first N entries are the subset.
+        keys = rng.random((n_resamples, prompts, pool))
+        subset = np.argsort(keys, axis=-1)[..., :n]
+        best_in_subset = np.argmax(r[rows_idx, subset], axis=-1)  # first maximal: the tie rule
+        chosen = np.take_along_axis(subset, best_in_subset[..., None], axis=-1)[..., 0]  # (R, P)
+        pick = (rows_idx.T, chosen)
+        kl = log_bon_ratio(log_f[pick], lp[pick], n)
+        reward_s, win_s, kl_s = (mean_se(x.mean(axis=0)) for x in (r[pick], win[pick], kl))
+        out.append(
+            {
+                "N": n,
+                "reward": reward_s.mean,
+                "reward_se": reward_s.se,
+                "win_rate": win_s.mean,
+                "win_rate_se": win_s.se,
+                "kl": kl_s.mean,
+                "kl_se": kl_s.se,
+                "kl_bound": kl_bon_bound(n),
+            }
+        )
+    return pd.DataFrame(out)
+
+
+def pareto_frontier(x: Any, y: Any) -> np.ndarray:
+    """Mask of points on the Pareto frontier: no other point has x <= and y >= with one strict.
+
+    Lower x (KL) and higher y (reward or win rate) are better.
+    """
+    xs = as_float64(x, "x").ravel()
+    ys = as_float64(y, "y").ravel()
+    if xs.shape != ys.shape:
+        raise ValueError(f"y: shape {ys.shape} does not match x {xs.shape}")
+    # Sort by x ascending, y descending within equal x: a point is on the frontier exactly when
+    # its y beats every y before it (an exact duplicate keeps only its first copy).
+    order = np.lexsort((-ys, xs))
+    y_sorted = ys[order]
+    best_before = np.concatenate([[-np.inf], np.maximum.accumulate(y_sorted)[:-1]])
+    on = y_sorted > best_before
+    mask = np.zeros(xs.size, dtype=bool)
+    mask[order] = on
+    return mask
+
+
+def frontier_counts(
+    df: pd.DataFrame, x: str = "kl", y: str = "reward", method: str = "method"
+) -> pd.Series:
+    """Number of points each method has on the (x, y) Pareto frontier of all points."""
+    for col in (x, y, method):
+        if col not in df.columns:
+            raise ValueError(f"df: missing column {col!r}")
+    on = pareto_frontier(df[x].to_numpy(), df[y].to_numpy())
+    counts = df.loc[on, method].value_counts()
+    return counts.reindex(df[method].unique(), fill_value=0).rename("frontier_points")

@@ -1,0 +1,308 @@
+"""Batched sampling of completions and their log-probabilities (prompt tokens excluded).
+
+Sampling settings follow PAPER.md: temperature, top_k (0 = off), top_p (1 = off) and
+max_new_tokens are always passed explicitly, so a checkpoint's own generation defaults (top_k=50
+in transformers, repetition penalties, ...) never leak into the reference samples or the policy's
+rollouts. Log-probabilities are taken at the sampling temperature, the distribution the samples
+came from (top_k/top_p truncation is not applied to them; the paper uses neither).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+from transformers import GenerationConfig, PreTrainedModel, PreTrainedTokenizerBase
+
+__all__ = [
+    "Completions",
+    "check_sampling",
+    "sample",
+    "token_logprobs",
+    "completion_logprobs",
+]
+
+
+@dataclass
+class Completions:
+    """Sampled completions, one row per sample, grouped by prompt."""
+
+    prompt_index: np.ndarray  # (B,) index into the prompts passed to ``sample``
+    prompt_ids: torch.Tensor  # (B, Lp) the prompt tokens, left-padded
+    prompt_mask: torch.Tensor  # (B, Lp) attention mask of the prompt
+    token_ids: torch.Tensor  # (B, T) completion tokens, right-padded with the pad token
+    mask: torch.Tensor  # (B, T) True on completion tokens, up to and including the first EOS
+    ended: np.ndarray  # (B,) whether the completion emitted EOS within max_new_tokens
+    texts: list[str]  # the completions decoded, prompt stripped, special tokens skipped
+
+    def __len__(self) -> int:
+        return len(self.prompt_index)
+
+    @property
+    def lengths(self) -> np.ndarray:
+        """Completion lengths in tokens (EOS included)."""
+        return self.mask.sum(dim=1).cpu().numpy()
+
+
+def check_sampling(
+    temperature: float, top_k: int, top_p: float, max_new_tokens: int, greedy: bool = False
+) -> None:
+    """Validate sampling settings, naming the parameter at fault."""
+    if not greedy and not (temperature > 0 and np.isfinite(temperature)):
+        raise ValueError(
+            f"temperature: must be > 0 for sampling, got {temperature!r}; "
+            "pass greedy=True for greedy decoding"
+        )
+    if not isinstance(top_k, int | np.integer) or top_k < 0:
+        raise ValueError(f"top_k: must be an integer >= 0 (0 disables it), got {top_k!r}")
+    if not 0 < top_p <= 1:
+        raise ValueError(f"top_p: must lie in (0, 1] (1 disables it), got {top_p!r}")
+    if not isinstance(max_new_tokens, int | np.integer) or max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens: must be an integer >= 1, got {max_new_tokens!r}")
+
+
+def _eos_ids(tokenizer: PreTrainedTokenizerBase, model: PreTrainedModel) -> list[int]:
+    eos = model.generation_config.eos_token_id
+    if eos is None:
+        eos = tokenizer.eos_token_id
+    if eos is None:
+        return []
+    return list(eos) if isinstance(eos, list | tuple) else [int(eos)]
+
+
+def _completion_mask(token_ids: torch.Tensor, eos: list[int], width: torch.Tensor) -> torch.Tensor:
+    """True up to and including the first EOS, and only within each row's generated width."""
+    positions = torch.arange(token_ids.shape[1], device=token_ids.device)
+    valid = positions[None, :] < width[:, None]
+    if not eos:
+        return valid
+    is_eos = torch.isin(token_ids, torch.tensor(eos, device=token_ids.device)) & valid
+    before_or_at_first_eos = (torch.cumsum(is_eos.int(), dim=1) - is_eos.int()) == 0
+    return valid & before_or_at_first_eos
+
+
+def _left_padded(rows: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token id lists as a left-padded (ids, attention mask) pair."""
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad, dtype=torch.long)
+    att = torch.zeros((len(rows), width), dtype=torch.long)
+    for j, r in enumerate(rows):  # one small copy per row of a batch, not per sample token
+        ids[j, width - len(r) :] = torch.as_tensor(r)
+        att[j, width - len(r) :] = 1
+    return ids, att
+
+
+@torch.no_grad()
+def sample(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: list[str],
+    num_samples: int = 1,
+    *,
+    max_new_tokens: int,
+    temperature: float = 1.0,
+    top_k: int = 0,
+    top_p: float = 1.0,
+    greedy: bool = False,
+    batch_size: int = 64,
+    seed: int | None = None,
+    progress: bool = False,
+) -> Completions:
+    """Draw ``num_samples`` completions for each prompt from ``model`` (pi_ref or a policy).
+
+    Prompts are sorted by token length before batching (less left-padding) and each prompt is
+    repeated ``num_samples`` times in the flat list of rows, which packs every batch full even
+    when ``num_samples`` exceeds ``batch_size`` (benchmarks/reference_sampling.py measures this
+    against ``generate``'s own ``num_return_sequences`` expansion). The result is in prompt order,
+    ``num_samples`` consecutive rows per prompt, each prompt's samples in draw order.
+
+    Args:
+        model, tokenizer: a causal LM and its tokenizer (pad token set).
+        prompts: prompt strings.
+        num_samples: completions per prompt.
+        max_new_tokens, temperature, top_k, top_p: sampling settings (top_k=0, top_p=1: off).
+        greedy: greedy decoding instead of sampling (temperature is then ignored).
+        batch_size: sequences per ``generate`` call.
+        seed: seeds torch's RNG first, so equal calls give equal samples on the same device.
+        progress: show a tqdm bar of completions.
+    """
+    check_sampling(temperature, top_k, top_p, max_new_tokens, greedy)
+    if num_samples < 1:
+        raise ValueError(f"num_samples: must be >= 1, got {num_samples}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size: must be >= 1, got {batch_size}")
+    if not prompts:
+        raise ValueError("prompts: empty")
+    if tokenizer.pad_token_id is None:
+        raise ValueError("tokenizer: has no pad token; load it with vbon.models")
+    if seed is not None:
+        torch.manual_seed(seed)
+    device = model.device
+    eos = _eos_ids(tokenizer, model)
+
+    encoded = tokenizer(prompts, add_special_tokens=False)["input_ids"]
+    if any(len(ids) == 0 for ids in encoded):
+        raise ValueError("prompts: an empty prompt has nothing to condition on")
+    lengths = np.array([len(ids) for ids in encoded])
+    order = np.argsort(lengths, kind="stable")
+    # Rows in the order they are generated: prompt p repeated num_samples times.
+    flat_prompts = np.repeat(order, num_samples)
+
+    calls = [flat_prompts[i : i + batch_size] for i in range(0, len(flat_prompts), batch_size)]
+
+    config = GenerationConfig(
+        do_sample=not greedy,
+        temperature=None if greedy else float(temperature),
+        top_k=None if greedy else int(top_k),
+        top_p=None if greedy else float(top_p),
+        max_new_tokens=int(max_new_tokens),
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=eos or None,
+        bos_token_id=tokenizer.bos_token_id,
+    )
+    pad = tokenizer.pad_token_id
+    prompt_width = int(lengths.max())
+    rows_prompt = np.empty(len(flat_prompts), dtype=np.int64)
+    prompt_ids = torch.full((len(flat_prompts), prompt_width), pad, dtype=torch.long)
+    prompt_mask = torch.zeros((len(flat_prompts), prompt_width), dtype=torch.long)
+    token_ids = torch.full((len(flat_prompts), max_new_tokens), pad, dtype=torch.long)
+    widths = torch.zeros(len(flat_prompts), dtype=torch.long)
+
+    bar = tqdm(total=len(flat_prompts), desc="sampling", unit="compl", disable=not progress)
+    row = 0
+    for rows in calls:
+        ids, att = _left_padded([encoded[p] for p in rows], pad)
+        width = ids.shape[1]
+        out = model.generate(
+            input_ids=ids.to(device), attention_mask=att.to(device), generation_config=config
+        )
+        new = out[:, width:].cpu()
+        n = new.shape[0]
+        token_ids[row : row + n, : new.shape[1]] = new
+        widths[row : row + n] = new.shape[1]
+        prompt_ids[row : row + n, prompt_width - width :] = ids
+        prompt_mask[row : row + n, prompt_width - width :] = att
+        rows_prompt[row : row + n] = rows
+        row += n
+        bar.update(n)
+    bar.close()
+
+    # Back to prompt order (stable: a prompt's samples keep their draw order).
+    back = np.argsort(rows_prompt, kind="stable")
+    back_t = torch.from_numpy(back)
+    token_ids, widths = token_ids[back_t], widths[back_t]
+    mask = _completion_mask(token_ids, eos, widths)
+    ended = (mask & torch.isin(token_ids, torch.tensor(eos or [-1]))).any(dim=1).numpy()
+    texts = tokenizer.batch_decode(torch.where(mask, token_ids, pad), skip_special_tokens=True)
+    return Completions(
+        prompt_index=rows_prompt[back],
+        prompt_ids=prompt_ids[back_t],
+        prompt_mask=prompt_mask[back_t],
+        token_ids=token_ids,
+        mask=mask,
+        ended=ended,
+        texts=texts,
+    )
+
+
+def token_logprobs(
+    model: PreTrainedModel,
+    prompt_ids: torch.Tensor,
+    prompt_mask: torch.Tensor,
+    token_ids: torch.Tensor,
+    mask: torch.Tensor,
+    *,
+    temperature: float = 1.0,
+) -> torch.Tensor:
+    """Per-token log pi(y_t | x, y_<t) at ``temperature`` for one batch; 0 off the mask.
+
+    Differentiable (the trainer calls it under autograd). Positions are counted from the first
+    real prompt token so that left padding does not shift absolute position embeddings.
+    """
+    if not temperature > 0:
+        raise ValueError(f"temperature: must be > 0, got {temperature!r}")
+    device = model.device
+    input_ids = torch.cat([prompt_ids, token_ids], dim=1).to(device)
+    attention = torch.cat([prompt_mask.bool(), mask.bool()], dim=1).long().to(device)
+    position_ids = (attention.cumsum(dim=1) - 1).clamp(min=0)
+    logits = model(input_ids=input_ids, attention_mask=attention, position_ids=position_ids).logits
+    n_prompt = prompt_ids.shape[1]
+    logits = logits[:, n_prompt - 1 : -1].float() / temperature
+    logp = torch.log_softmax(logits, dim=-1)
+    targets = token_ids.to(device)
+    picked = logp.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+    return picked * mask.to(device)
+
+
+@torch.no_grad()
+def completion_logprobs(
+    model: PreTrainedModel,
+    completions: Completions,
+    *,
+    temperature: float = 1.0,
+    batch_size: int = 64,
+    per_token: bool = False,
+) -> torch.Tensor:
+    """log pi(y | x) of each completion under ``model`` (prompt tokens excluded), no grad.
+
+    Chunked by ``batch_size`` rows to bound memory (the logits are rows x length x vocab).
+    Returns sequence sums (B,), or per-token values (B, T) when ``per_token``.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size: must be >= 1, got {batch_size}")
+    out = []
+    for s in range(0, len(completions), batch_size):
+        sl = slice(s, s + batch_size)
+        out.append(
+            token_logprobs(
+                model,
+                completions.prompt_ids[sl],
+                completions.prompt_mask[sl],
+                completions.token_ids[sl],
+                completions.mask[sl],
+                temperature=temperature,
+            ).cpu()
+        )
+    per_tok = torch.cat(out, dim=0) if out else torch.zeros((0, completions.token_ids.shape[1]))
+    return per_tok if per_token else per_tok.sum(dim=1)
+
+
+def sample_vllm(
+    model_path: str,
+    prompts: list[str],
+    num_samples: int = 1,
+    *,
+    max_new_tokens: int,
+    temperature: float = 1.0,
+    top_k: int = 0,
+    top_p: float = 1.0,
+    seed: int | None = None,
+    **llm_kwargs: Any,
+) -> list[list[str]]:
+    """Optional vLLM backend (GPU): ``num_samples`` completion texts per prompt.
+
+    Used for the reference cache at paper scale when ``vllm`` is installed
+    (``pip install -e .[vllm]``); the Hugging Face path above is the default and the tested one.
+    """
+    check_sampling(temperature, top_k, top_p, max_new_tokens)
+    try:
+        from vllm import LLM, SamplingParams
+    except ImportError as exc:
+        raise ImportError(
+            "backend='vllm' needs the vllm package (a GPU install: pip install -e .[vllm]); "
+            "the default backend='hf' needs nothing extra"
+        ) from exc
+    llm = LLM(model=model_path, seed=seed or 0, **llm_kwargs)
+    params = SamplingParams(
+        n=num_samples,
+        temperature=temperature,
+        top_k=top_k if top_k > 0 else -1,  # vLLM spells "off" as -1
+        top_p=top_p,
+        max_tokens=max_new_tokens,
+        seed=seed,
+    )
+    outputs = llm.generate(prompts, params)
+    return [[c.text for c in o.outputs] for o in outputs]
