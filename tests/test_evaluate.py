@@ -19,6 +19,7 @@ from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
 from vbon import bon
 from vbon.evaluate import (
     bon_evaluate,
+    evaluate_policy,
     frontier_counts,
     kl_estimates,
     mean_se,
@@ -303,3 +304,45 @@ def test_win_rate_variants_and_errors() -> None:
         win_rates(np.array([[1.0]]), ref, method="mean")
     with pytest.raises(ValueError, match="n_grid"):
         bon_evaluate(np.zeros((1, 4)), np.zeros((1, 4)), ref, [8])
+
+
+def test_evaluate_policy_end_to_end(world) -> None:
+    p, q, r = world["p_pol"], world["p_ref"], world["reward"]
+    exact_kl = float(np.sum(p * np.log(p / q)))
+    exact_reward = float(np.sum(p * r) / p.sum())
+    ref = sample(
+        world["ref"],
+        world["tok"],
+        [world["prompt"]] * 50,
+        100,
+        max_new_tokens=LENGTH,
+        seed=8,
+        batch_size=1000,
+    )
+    cache = reward_of(world, ref).reshape(50, 100)
+
+    def reward_fn(prompts, completions, eos=None):
+        ids = [["abc".index(ch) for ch in text.replace(" ", "")] for text in completions]
+        return np.array([np.dot(x, [9, 3, 1]) for x in ids], dtype=float)
+
+    # A tokenizer whose pad token is not a model token, so decoded texts keep every "a"; all
+    # prompts are equal, so no padding id ever reaches the model.
+    words = {"a": 0, "b": 1, "c": 2, "<pad>": 3}
+    backend = Tokenizer(models.WordLevel(words, unk_token="<pad>"))
+    backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tok = PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="<pad>")
+    out = evaluate_policy(
+        world["pol"],
+        world["ref"],
+        tok,
+        [world["prompt"]] * 50,
+        reward_fn,
+        cache,
+        k=20,
+        max_new_tokens=LENGTH,
+        batch_size=500,
+    )
+    assert out.rewards.shape == (50, 20)
+    assert out.kl_k3.mean == pytest.approx(exact_kl, abs=5 * out.kl_k3.se + 0.01)
+    assert out.reward.mean == pytest.approx(exact_reward, abs=5 * out.reward.se + 0.05)
+    assert set(out.as_dict()) >= {"reward", "win_rate", "kl", "kl_se", "eos_rate", "length"}

@@ -28,6 +28,8 @@ __all__ = [
     "bon_evaluate",
     "pareto_frontier",
     "frontier_counts",
+    "PolicyEvaluation",
+    "evaluate_policy",
 ]
 
 
@@ -85,6 +87,10 @@ def win_rates(
             cached reference sample, ties count as a loss.
     """
     if method == "first":
+        if isinstance(ref_rewards, RewardCDF):
+            raise ValueError(
+                "ref_rewards: method='first' needs the rewards in draw order, not a RewardCDF"
+            )
         cdf = RewardCDF(ref_rewards, max_m=1)
         return cdf.count_below(rewards, prompt_index, strict=True).astype(np.float64)
     if method != "all":
@@ -248,3 +254,90 @@ def frontier_counts(
     on = pareto_frontier(df[x].to_numpy(), df[y].to_numpy())
     counts = df.loc[on, method].value_counts()
     return counts.reindex(df[method].unique(), fill_value=0).rename("frontier_points")
+
+
+@dataclass
+class PolicyEvaluation:
+    """A policy's metrics on test prompts, and the samples they came from."""
+
+    reward: MeanSE
+    win_rate: MeanSE
+    kl_k1: MeanSE
+    kl_k3: MeanSE
+    eos_rate: float
+    mean_length: float
+    rewards: np.ndarray  # (P, k)
+    texts: list[str]
+
+    def as_dict(self) -> dict[str, float]:
+        out: dict[str, float] = {"eos_rate": self.eos_rate, "length": self.mean_length}
+        for name in ("reward", "win_rate", "kl_k1", "kl_k3"):
+            value: MeanSE = getattr(self, name)
+            out[name], out[f"{name}_se"] = value.mean, value.se
+        out["kl"], out["kl_se"] = out["kl_k3"], out["kl_k3_se"]
+        return out
+
+
+def evaluate_policy(
+    policy: Any,
+    reference: Any,
+    tokenizer: Any,
+    prompts: Sequence[str],
+    reward_fn: Any,
+    ref_rewards: Any,
+    *,
+    k: int = 1,
+    max_new_tokens: int,
+    temperature: float = 1.0,
+    top_k: int = 0,
+    top_p: float = 1.0,
+    batch_size: int = 64,
+    seed: int = 0,
+    win_method: Literal["all", "first"] = "all",
+) -> PolicyEvaluation:
+    """Sample k completions per test prompt from ``policy``; report reward, win rate, KL.
+
+    Args:
+        policy, reference: pi_theta and pi_ref (same tokenizer); log-probs of both are taken at
+            the sampling ``temperature``, on completion tokens only.
+        prompts: test prompts.
+        reward_fn: ``reward_fn(prompts, completions, eos=...)``, the task reward.
+        ref_rewards: the test prompts' reference cache (``ReferenceCache.cdf()`` or rewards),
+            for the win rate.
+        k: samples per prompt.
+    """
+    from vbon.generation import completion_logprobs, sample
+
+    k = check_n(k, "k")
+    completions = sample(
+        policy,
+        tokenizer,
+        list(prompts),
+        k,
+        max_new_tokens=max_new_tokens,
+        temperature=temperature,
+        top_k=top_k,
+        top_p=top_p,
+        batch_size=batch_size,
+        seed=seed,
+    )
+    repeated = [prompts[i] for i in completions.prompt_index]
+    rewards = np.asarray(reward_fn(repeated, completions.texts, eos=completions.ended), dtype=float)
+    idx = completions.prompt_index
+    lp = completion_logprobs(
+        policy, completions, temperature=temperature, batch_size=batch_size, per_token=True
+    )
+    lr = completion_logprobs(
+        reference, completions, temperature=temperature, batch_size=batch_size, per_token=True
+    )
+    kl = kl_estimates(lp, lr, completions.mask, idx)
+    return PolicyEvaluation(
+        reward=mean_se(rewards, idx),
+        win_rate=win_rate(rewards, ref_rewards, idx, method=win_method),
+        kl_k1=kl["k1"],
+        kl_k3=kl["k3"],
+        eos_rate=float(completions.ended.mean()),
+        mean_length=float(completions.lengths.mean()),
+        rewards=rewards.reshape(len(prompts), k),
+        texts=completions.texts,
+    )

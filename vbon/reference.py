@@ -389,3 +389,74 @@ def import_authors_jsonl(
         directory / "manifest.json",
     )
     return ReferenceCache(directory)
+
+
+def task_reference_spec(
+    task: Any, split: str, m: int, *, seed: int = 0, **options: Any
+) -> ReferenceSpec:
+    """The ``ReferenceSpec`` of a ``vbon.tasks`` task: its pi_ref, reward and sampling settings."""
+    if split not in ("train", "test"):
+        raise ValueError(f"split: expected 'train' or 'test', got {split!r}")
+    reward = json.dumps(
+        {"id": task.reward_id, "eos_penalty": task.sampling.eos_penalty, **task.reward_kwargs},
+        sort_keys=True,
+        default=str,
+    )
+    return ReferenceSpec(
+        task=task.name,
+        split=split,
+        policy=task.reference_id,
+        reward=reward,
+        m=m,
+        max_new_tokens=task.sampling.max_new_tokens,
+        temperature=task.sampling.temperature,
+        top_k=task.sampling.top_k,
+        top_p=task.sampling.top_p,
+        seed=seed,
+        **options,
+    )
+
+
+def build_task_reference(
+    task: Any,
+    split: str,
+    m: int,
+    *,
+    seed: int = 0,
+    root: Path | str | None = None,
+    max_prompts: int | None = None,
+    batch_size: int = 64,
+    device: str | None = None,
+    progress: bool = True,
+    **options: Any,
+) -> ReferenceCache:
+    """Build or load the reference cache of a task's train or test prompts.
+
+    The cache lives under ``runs/<profile>/<task>/reference`` unless ``root`` is given; a
+    finished cache with the same key is loaded without touching the models.
+    """
+    from vbon import paths
+
+    prompts = list(task.train_prompts if split == "train" else task.test_prompts)
+    if max_prompts is not None:
+        prompts = prompts[:max_prompts]
+    spec = _with_prompts(task_reference_spec(task, split, m, seed=seed, **options), prompts)
+    root = (
+        Path(root) if root is not None else paths.runs_dir(task.profile) / task.name / "reference"
+    )
+    directory = root / spec.key()
+    manifest = directory / "manifest.json"
+    if manifest.is_file() and json.loads(manifest.read_text()).get("complete"):
+        return ReferenceCache(directory)
+    model, tokenizer = task.load_reference(device=device)
+    reward_model = task.load_reward_model(device=device)
+    return build_reference_cache(
+        prompts,
+        spec,
+        model=model,
+        tokenizer=tokenizer,
+        reward_fn=reward_model,
+        root=root,
+        batch_size=batch_size,
+        progress=progress,
+    )
