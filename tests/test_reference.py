@@ -199,3 +199,37 @@ def test_load_cdf_truncation_and_authors_formats(tmp_path: Path) -> None:
         assert back.column("texts") == cache.column("texts")
     with pytest.raises(ValueError, match="layout"):
         export_authors_jsonl(cache, tmp_path / "x.jsonl", layout="csv")
+
+
+def test_build_under_accelerate_two_processes_equals_one(tmp_path: Path) -> None:
+    script = tmp_path / "build.py"
+    script.write_text(BUILD_SCRIPT)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    launch = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--num_processes",
+        "2",
+        "--cpu",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+    ]
+    done = subprocess.run(
+        [*launch, str(script), str(tmp_path / "two"), "0"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    single = run_build(script, tmp_path / "one", delay=0.0)
+    assert single.wait(timeout=300) == 0, single.stderr.read()
+    a = ReferenceCache(next((tmp_path / "two").iterdir()))
+    b = ReferenceCache(next((tmp_path / "one").iterdir()))
+    np.testing.assert_array_equal(a.rewards(), b.rewards())
+    assert a.prompts == b.prompts
