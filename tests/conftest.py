@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 
+import pytest
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
@@ -17,3 +19,12 @@ os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
 def pytest_collectstart(collector) -> None:
     if getattr(collector, "path", None) is not None and collector.path.suffix == ".ipynb":
         collector.skip_compare = (*collector.skip_compare, "stderr", "text/html")
+
+
+@pytest.fixture(scope="session")
+def toy_worlds():
+    """Both toy worlds, built once into the cache ($VBON_CACHE or the user cache) and reused by
+    every later session; tests only read them."""
+    from vbon.toy import build_toy_worlds
+
+    return build_toy_worlds()

@@ -26,10 +26,70 @@ def _add_reproduce(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def _add_toy(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("toy", help="the offline toy worlds")
+    toy_sub = p.add_subparsers(dest="toy_command", required=True)
+    b = toy_sub.add_parser("build", help="build the toy worlds into the cache (a no-op when built)")
+    b.add_argument(
+        "--world",
+        action="append",
+        choices=["toy-sentiment", "toy-tldr"],
+        help="build only this world (repeatable; default: both)",
+    )
+    b.add_argument(
+        "--cache", default=None, help="cache directory (default: $VBON_CACHE or the user cache)"
+    )
+    b.add_argument("--force", action="store_true", help="rebuild even when already built")
+
+    def run(args: argparse.Namespace) -> int:
+        from vbon.toy import WORLDS, build_toy_worlds, format_quality, world_dir
+
+        names = args.world or list(WORLDS)
+        cached = [
+            n
+            for n in names
+            if not args.force and (world_dir(n, cache=args.cache) / "quality.json").is_file()
+        ]
+        # Fresh builds print their own quality report.
+        worlds = build_toy_worlds(names=names, cache=args.cache, force=args.force)
+        for name in cached:
+            print(f"already built, nothing to do:\n{format_quality(worlds[name])}")
+        return 0
+
+    b.set_defaults(func=run)
+
+
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train",
+        help="fine-tune a policy: vbon, vbon_exact, kl_rl (rloo or ppo) or bon_sft",
+        description="Every TrainConfig field is a flag; prints the run directory and final metrics.",
+    )
+    from vbon.train.args import add_train_arguments
+
+    add_train_arguments(p)
+
+    def run(args: argparse.Namespace) -> int:
+        import json
+
+        from vbon.train import train
+        from vbon.train.args import config_from_args
+
+        result = train(config_from_args(args))
+        print(
+            json.dumps({"run_dir": str(result.run_dir), "metrics": result.metrics}, default=float)
+        )
+        return 0
+
+    p.set_defaults(func=run)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vbon", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     _add_reproduce(sub)
+    _add_toy(sub)
+    _add_train(sub)
     return parser
 
 

@@ -1,0 +1,463 @@
+"""The training loop: config validation, algorithm pieces, memory sharing, and the exact check.
+
+The exact check trains on the enumerable world (vbon.train.enumerable: 256 sequences, pi_ref,
+pi_BoN and every KL known exactly) and prints the exact KLs it asserts on.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from vbon.train import TrainConfig, field_docs, train
+from vbon.train.config import defaults_for
+from vbon.train.enumerable import EnumerableWorld
+from vbon.train.modeling import (
+    PolicyWithValue,
+    TrunkCache,
+    decoder_blocks,
+    freeze_bottom,
+    sequence_logprobs,
+    shared_reference,
+)
+from vbon.train.ppo import gae, masked_whiten
+from vbon.train.rloo import leave_one_out_advantages
+
+N = 4  # the Best-of-N of the exact check
+
+
+# -- config -----------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("kwargs", "name"),
+    [
+        ({"method": "vbon", "n": 1}, "n"),
+        ({"method": "vbon", "n": None, "beta": None}, "n"),
+        ({"method": "vbon", "n": 8, "beta": 0.5}, "beta"),
+        ({"method": "kl_rl", "beta": None}, "beta"),
+        ({"method": "kl_rl", "beta": 0.0}, "beta"),
+        ({"method": "kl_rl", "beta": -1.0}, "beta"),
+        ({"method": "vbon", "k": 1}, "k"),
+        ({"method": "vbon", "algorithm": "ppo", "mini_batch_size": 3}, "mini_batch_size"),
+        ({"method": "vbon", "k": 4, "micro_batch_size": 6}, "micro_batch_size"),
+        ({"method": "vbon", "micro_batch_size": 5}, "micro_batch_size"),
+        ({"method": "nope"}, "method"),
+        ({"algorithm": "a2c"}, "algorithm"),
+        ({"profile": "huge"}, "profile"),
+        ({"lr": 0.0}, "lr"),
+        ({"steps": 0}, "steps"),
+        ({"num_layers_unfrozen": -2}, "num_layers_unfrozen"),
+        ({"method": "bon_sft", "n": 64, "m": 32}, "m"),
+        ({"temperature": 0.0}, "temperature"),
+        ({"top_p": 1.5}, "top_p"),
+        ({"gamma": 2.0}, "gamma"),
+        ({"mixed_precision": "fp8"}, "mixed_precision"),
+    ],
+)
+def test_config_errors_name_the_parameter(kwargs, name):
+    with pytest.raises(ValueError, match=rf"^{name}:"):
+        TrainConfig(**kwargs)
+
+
+def test_config_defaults_beta_n_and_identity():
+    c = TrainConfig(method="vbon", n=8)
+    assert c.beta == pytest.approx(1 / 7)
+    assert c.k == defaults_for("smoke", "imdb", "rloo")["k"] and c.mini_batch_size is None
+    assert TrainConfig(method="kl_rl", beta=0.1, algorithm="ppo").k == 1
+    assert TrainConfig(method="vbon", n=None, beta=0.25).n == 5
+    assert TrainConfig(method="vbon", n=None, beta=0.3, n_rounding="authors").n == 4
+    paper = TrainConfig(profile="paper", method="kl_rl", beta=0.05)
+    assert paper.algorithm == "ppo"  # the paper profile is the authors' PPO
+    assert (paper.lr, paper.batch_prompts, paper.k, paper.mini_batch_size) == (3e-5, 128, 1, 32)
+    assert (paper.ppo_epochs, paper.num_layers_unfrozen, paper.score_clip) == (4, 2, 10.0)
+    assert (paper.gamma, paper.lam, paper.cliprange) == (1.0, 0.95, 0.2)
+    assert TrainConfig(profile="paper", task="tldr", method="vbon", n=201).lr == 3e-6
+    # identity: run-irrelevant fields do not change the name; objective fields do
+    assert c.default_run_name().startswith("vbon-rloo-N8-seed0-")
+    assert c.replace(progress=False, resume=True).fingerprint() == c.fingerprint()
+    assert c.replace(n=16).fingerprint() != c.fingerprint()
+    assert TrainConfig.from_dict(json.loads(c.to_json())) == c
+    assert (
+        TrainConfig(method="kl_rl", beta=0.1).default_run_name().startswith("kl_rl-rloo-beta0.1-")
+    )
+    docs = field_docs()
+    missing = [f for f in c.to_dict() if not docs.get(f)]
+    # sampling overrides share one comment in the class body; everything else has its own
+    assert set(missing) <= {"max_new_tokens", "temperature", "top_k", "top_p"}, missing
+
+
+def test_cli_flags_map_to_the_config():
+    from vbon.cli import build_parser
+    from vbon.train.args import config_from_args
+
+    args = build_parser().parse_args(
+        "train --task enumerable --method kl_rl --beta 0.5 --score-clip none "
+        "--no-eval-at-start --adam-betas 0.9 0.99 --task-override bon_n=4 --steps 3".split()
+    )
+    c = config_from_args(args)
+    assert (c.task, c.method, c.beta, c.score_clip, c.eval_at_start) == (
+        "enumerable",
+        "kl_rl",
+        0.5,
+        None,
+        False,
+    )
+    assert c.adam_betas == (0.9, 0.99) and c.task_overrides == {"bon_n": 4} and c.steps == 3
+
+
+# -- algorithm pieces -------------------------------------------------------------------------
+def test_leave_one_out_baseline():
+    r = torch.tensor([1.0, 2.0, 6.0, 0.0, 0.0, 3.0])
+    adv = leave_one_out_advantages(r, 3)
+    expected = [1 - 4, 2 - 3.5, 6 - 1.5, 0 - 1.5, 0 - 1.5, 3 - 0]
+    assert torch.allclose(adv, torch.tensor(expected))
+    assert torch.allclose(adv.view(-1, 3).sum(1), torch.zeros(2))  # no per-group std scaling
+
+
+def test_gae_matches_the_recursion_and_whitening():
+    torch.manual_seed(0)
+    rewards, values = torch.randn(3, 5), torch.randn(3, 5)
+    mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0], [1, 0, 0, 0, 0]]).bool()
+    gamma, lam = 0.9, 0.8
+    adv, ret = gae(rewards * mask, values, mask, gamma, lam)
+    for b in range(3):
+        n = int(mask[b].sum())
+        a_next = 0.0
+        for t in reversed(range(n)):
+            v_next = float(values[b, t + 1]) if t + 1 < n else 0.0
+            delta = float(rewards[b, t]) + gamma * v_next - float(values[b, t])
+            a_next = delta + gamma * lam * a_next
+            assert float(adv[b, t]) == pytest.approx(a_next, abs=1e-5)
+        assert torch.all(adv[b, n:] == 0)
+    assert torch.allclose(ret * mask, (adv + values) * mask)
+    w = masked_whiten(adv, mask)
+    assert float(w[mask].mean()) == pytest.approx(0.0, abs=1e-5)
+    assert float(w[mask].std(unbiased=False)) == pytest.approx(1.0, abs=1e-3)
+
+
+def _tiny_lm(kind: str):
+    from transformers import GPT2Config, GPT2LMHeadModel, GPTNeoXConfig, GPTNeoXForCausalLM
+
+    torch.manual_seed(0)
+    if kind == "gpt2":
+        cfg = GPT2Config(vocab_size=50, n_positions=32, n_embd=16, n_layer=4, n_head=2)
+        return GPT2LMHeadModel(cfg).eval()
+    cfg = GPTNeoXConfig(
+        vocab_size=50,
+        hidden_size=16,
+        num_hidden_layers=4,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=32,
+        tie_word_embeddings=False,
+    )
+    return GPTNeoXForCausalLM(cfg).eval()
+
+
+@pytest.mark.parametrize("kind", ["gpt2", "neox"])
+def test_reference_shares_the_frozen_trunk_and_replays_it(kind):
+    policy = _tiny_lm(kind)
+    n_frozen = freeze_bottom(policy, 2)
+    assert n_frozen == 2
+    trainable = {n for n, p in policy.named_parameters() if p.requires_grad}
+    blocks_name = "transformer.h" if kind == "gpt2" else "gpt_neox.layers"
+    assert any(n.startswith(f"{blocks_name}.3.") for n in trainable)
+    assert not any(n.startswith(f"{blocks_name}.1.") for n in trainable)
+    assert not any("wte" in n or "embed_in" in n or "wpe" in n for n in trainable)
+    head_trains = policy.get_output_embeddings().weight.requires_grad
+    assert head_trains == (kind == "neox")  # an untied head trains, a tied one stays frozen
+    reference = shared_reference(policy)
+    ref_params = dict(reference.named_parameters())
+    for name, p in policy.named_parameters():
+        same = p.data_ptr() == ref_params[name].data_ptr()
+        assert same == (not p.requires_grad), name
+        assert not ref_params[name].requires_grad
+
+    # Replaying the policy's trunk output into pi_ref equals pi_ref's own full forward.
+    module = PolicyWithValue(policy, with_value_head=True)
+    prompt = torch.tensor([[0, 5, 6], [7, 8, 9]])
+    prompt_mask = torch.tensor([[0, 1, 1], [1, 1, 1]])
+    tokens = torch.tensor([[1, 2, 3, 4], [4, 3, 0, 0]])
+    mask = torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0]]).bool()
+    trunk = TrunkCache(decoder_blocks(policy), n_frozen)
+    with trunk.record() as rec:
+        lp, values = sequence_logprobs(
+            module, prompt, prompt_mask, tokens, mask, temperature=0.7, with_values=True
+        )
+    assert values.shape == tokens.shape and "hidden" in rec
+    with torch.no_grad():
+        full, _ = sequence_logprobs(reference, prompt, prompt_mask, tokens, mask, temperature=0.7)
+        with trunk.replay(decoder_blocks(reference), rec["hidden"]):
+            replayed, _ = sequence_logprobs(
+                reference, prompt, prompt_mask, tokens, mask, temperature=0.7
+            )
+    assert torch.allclose(full, replayed, atol=1e-6)
+    assert torch.allclose(lp.detach(), full, atol=1e-6)  # policy == pi_ref before training
+    # After a step only the policy moves; the shared trunk and pi_ref stay put.
+    opt = torch.optim.SGD([p for p in module.parameters() if p.requires_grad], lr=0.5)
+    (-(lp.sum()) + values.sum()).backward()
+    opt.step()
+    with torch.no_grad():
+        after, _ = sequence_logprobs(reference, prompt, prompt_mask, tokens, mask, temperature=0.7)
+        moved, _ = sequence_logprobs(policy, prompt, prompt_mask, tokens, mask, temperature=0.7)
+    assert torch.equal(after, full)
+    assert not torch.allclose(moved, full)
+
+
+# -- the exact check on the enumerable world --------------------------------------------------
+def _enum_config(tmp_path, **kw) -> TrainConfig:
+    base = dict(
+        task="enumerable",
+        output_dir=str(tmp_path),
+        steps=200,
+        lr=1e-3,
+        eval_every=0,
+        eval_k=256,
+        score_clip=None,  # the log-normal reward's tail is the point of the comparison
+        progress=False,
+        cpu_threads=1,
+        task_overrides={"bon_n": N},
+    )
+    return TrainConfig(**{**base, **kw})
+
+
+def _kl_rl_beta_for(world: EnumerableWorld, target_kl: float) -> float:
+    """beta whose exact KL-RL optimum pi_ref exp(r/beta) has KL(. || pi_ref) = target_kl."""
+    from vbon.objectives import kl_rl_optimum_pmf
+
+    lo, hi = 1e-2, 1e3
+    for _ in range(80):
+        beta = float(np.sqrt(lo * hi))
+        q = kl_rl_optimum_pmf(world.ref_probs, world.rewards, beta)
+        kl = float(np.sum(q * np.log(q / world.ref_probs)))
+        lo, hi = (beta, hi) if kl > target_kl else (lo, beta)
+    return beta
+
+
+def test_exact_check_vbon_approaches_pi_bon(tmp_path):
+    world = EnumerableWorld(seed=0)
+    start = world.exact_metrics(world.model, N)["exact_kl_bon"]
+    print(
+        f"\n[exact] N={N}: KL(pi_ref || pi_BoN) = {start:.4f}, KL(pi_BoN || pi_ref) = "
+        f"{world.kl_bon_ref(N):.4f}, bound log N - (N-1)/N = {np.log(N) - (N - 1) / N:.4f}"
+    )
+    finals = {}
+    for method in ("vbon", "vbon_exact"):
+        result = train(_enum_config(tmp_path, method=method, n=N))
+        first, last = result.frame("eval").iloc[0], result.frame("eval").iloc[-1]
+        assert first["exact_kl_bon"] == pytest.approx(start, rel=1e-6)
+        finals[method] = last
+        print(
+            f"[exact] {method:10s} rloo: KL(pi_theta || pi_BoN) {start:.4f} -> "
+            f"{last['exact_kl_bon']:.4f} ({1 - last['exact_kl_bon'] / start:.0%} lower), "
+            f"KL(pi_theta || pi_ref) = {last['exact_kl_ref']:.4f}, E[r] = {last['exact_reward']:.3f}"
+        )
+        assert last["exact_kl_bon"] <= 0.2 * start
+
+    # KL-RL at the same KL(pi_theta || pi_ref) as the vbon policy: beta from the exact optimum.
+    target = float(finals["vbon"]["exact_kl_ref"])
+    beta = _kl_rl_beta_for(world, target)
+    kl_rl = train(_enum_config(tmp_path, method="kl_rl", beta=beta)).frame("eval").iloc[-1]
+    print(
+        f"[exact] kl_rl      rloo (beta = {beta:.3f}): KL(pi_theta || pi_BoN) = "
+        f"{kl_rl['exact_kl_bon']:.4f}, KL(pi_theta || pi_ref) = {kl_rl['exact_kl_ref']:.4f}, "
+        f"E[r] = {kl_rl['exact_reward']:.3f}"
+    )
+    assert kl_rl["exact_kl_ref"] == pytest.approx(target, rel=0.3)
+    for method, last in finals.items():
+        assert last["exact_kl_bon"] < kl_rl["exact_kl_bon"], method
+
+
+def test_ppo_and_bon_sft_on_the_enumerable_world(tmp_path):
+    world = EnumerableWorld(seed=0)
+    start = world.exact_metrics(world.model, N)["exact_kl_bon"]
+    ppo = (
+        train(
+            _enum_config(
+                tmp_path,
+                method="vbon",
+                n=N,
+                algorithm="ppo",
+                steps=60,
+                batch_prompts=64,
+                mini_batch_size=32,
+                lr=1e-3,
+            )
+        )
+        .frame("eval")
+        .iloc[-1]
+    )
+    print(
+        f"\n[exact] vbon ppo: KL(pi_theta || pi_BoN) {start:.4f} -> {ppo['exact_kl_bon']:.4f}, "
+        f"KL(pi_theta || pi_ref) = {ppo['exact_kl_ref']:.4f}"
+    )
+    assert ppo["exact_kl_bon"] <= 0.3 * start
+    sft = (
+        train(
+            _enum_config(
+                tmp_path, method="bon_sft", n=N, sft_groups=512, steps=150, batch_prompts=64
+            )
+        )
+        .frame("eval")
+        .iloc[-1]
+    )
+    print(
+        f"[exact] bon_sft (n={N}): KL(pi_theta || pi_BoN) {start:.4f} -> "
+        f"{sft['exact_kl_bon']:.4f}, KL(pi_theta || pi_ref) = {sft['exact_kl_ref']:.4f}"
+    )
+    assert sft["exact_kl_bon"] <= 0.5 * start
+
+
+def test_finished_run_is_loaded_not_retrained(tmp_path):
+    config = _enum_config(tmp_path, method="vbon", n=N, steps=3, eval_k=8)
+    first = train(config)
+    assert not first.loaded and (first.run_dir / "result.json").is_file()
+    again = train(config.replace(progress=True))
+    assert again.loaded and again.history == first.history
+    # The saved policy reloads through vbon.models and is the trained one.
+    model, _ = again.load_policy()
+    exact = EnumerableWorld(seed=0).exact_metrics(model, N)
+    assert exact["exact_kl_bon"] == pytest.approx(again.metrics["exact_kl_bon"], rel=1e-5)
+
+
+# -- resume after a kill, and two processes under accelerate -----------------------------------
+def _cli_flags(config: TrainConfig) -> list[str]:
+    """The flags of ``python -m vbon.train`` that reproduce ``config``."""
+    import tempfile
+
+    path = tempfile.NamedTemporaryFile("w", suffix=".json", delete=False).name
+    config.to_json(path)
+    return ["--config", path]
+
+
+def _numbers(rows, drop=("time_", "samples_per_s")):
+    return [{k: v for k, v in r.items() if not any(k.startswith(d) for d in drop)} for r in rows]
+
+
+def test_resume_after_kill_gives_the_uninterrupted_metrics(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from vbon.train import latest_checkpoint
+
+    killed_cfg = _enum_config(
+        tmp_path / "killed",
+        method="vbon",
+        n=N,
+        steps=80,
+        save_every=10,
+        eval_every=40,
+        eval_k=16,
+        keep_checkpoints=2,
+    )
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "vbon.train", *_cli_flags(killed_cfg)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    run_dir = killed_cfg.run_dir()
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        ckpt = latest_checkpoint(run_dir)
+        if ckpt is not None and ckpt.name >= "step-000030":
+            proc.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.02)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.read().decode()[-2000:]
+    assert not (run_dir / "result.json").is_file()
+    killed_at = latest_checkpoint(run_dir).name
+    resumed = train(killed_cfg.replace(resume=True))
+    straight = train(killed_cfg.replace(output_dir=str(tmp_path / "straight")))
+    print(
+        f"\n[resume] killed after {killed_at}, resumed to step {killed_cfg.steps}: "
+        f"{len(resumed.history)} metric rows, final exact KL(pi_theta || pi_BoN) = "
+        f"{resumed.metrics['exact_kl_bon']:.6f} (uninterrupted: "
+        f"{straight.metrics['exact_kl_bon']:.6f})"
+    )
+    assert [r["step"] for r in resumed.history] == [r["step"] for r in straight.history]
+    assert _numbers(resumed.history) == _numbers(straight.history)
+
+
+def test_two_processes_under_accelerate_reduce_metrics(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    config = _enum_config(
+        tmp_path,
+        method="vbon_exact",
+        n=N,
+        steps=3,
+        batch_prompts=4,
+        k=4,
+        eval_k=8,
+        log_samples=True,
+    )
+    # accelerate 1.15 starts ONE process for "--cpu --num_processes 2" unless mpirun is set up;
+    # on a machine without GPUs "--multi_gpu" starts two torchrun processes, and the trainer's
+    # Accelerator(cpu=True) makes them a gloo (MULTI_CPU) group. result.json checks it was 2.
+    accelerate = [sys.executable, "-m", "accelerate.commands.launch"]
+    cmd = [
+        *accelerate,
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "-m",
+        "vbon.train",
+        *_cli_flags(config),
+    ]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    run_dir = config.run_dir()
+    rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    train_rows = [r for r in rows if r["phase"] == "train"]
+    samples = {
+        rank: [
+            json.loads(x) for x in (run_dir / f"samples-rank{rank}.jsonl").read_text().splitlines()
+        ]
+        for rank in (0, 1)
+    }
+    result = json.loads((run_dir / "result.json").read_text())
+    assert result["num_processes"] == 2 and result["replicas_in_sync"]
+    for row in train_rows:
+        per_rank = [[s for s in samples[r] if s["step"] == row["step"]] for r in (0, 1)]
+        both = per_rank[0] + per_rank[1]
+        assert all(len(p) == config.rows_per_phase // 2 for p in per_rank)
+        assert row["num_samples"] == config.rows_per_phase
+        for key in ("reward", "score", "kl"):
+            assert row[key] == pytest.approx(np.mean([s[key] for s in both]), rel=1e-9, abs=1e-12)
+        local = np.mean([s["reward"] for s in per_rank[0]])
+        print(
+            f"\n[accelerate] step {row['step']}: reward over both ranks {row['reward']:.4f} "
+            f"(rank 0 alone {local:.4f}), {int(row['num_samples'])} samples"
+        )
+
+
+def test_vbon_train_command_line(tmp_path, capsys):
+    from vbon.cli import main
+
+    argv = (
+        f"train --task enumerable --method vbon --n {N} --steps 2 --eval-k 4 --output-dir "
+        f"{tmp_path} --no-progress --cpu-threads 1"
+    )
+    assert main(argv.split()) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    run_dir = tmp_path / out["run_dir"].split("/")[-1]
+    assert (run_dir / "final" / "model.safetensors").is_file()
+    assert TrainConfig.from_json(run_dir / "config.json").steps == 2
+    assert out["metrics"]["step"] == 2

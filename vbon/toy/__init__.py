@@ -1,0 +1,38 @@
+"""Offline toy worlds: small, real versions of the paper's two experiments, built from a seed.
+
+- ``toy-sentiment``: a synthetic movie-review language (:mod:`vbon.toy.reviews`), a byte-level BPE
+  tokenizer, a GPT-2-architecture reference LM and a DistilBERT-architecture NEGATIVE/POSITIVE
+  classifier (the IMDB task's reward).
+- ``toy-tldr``: Reddit-style posts with key facts (:mod:`vbon.toy.posts`), a GPTNeoX SFT policy and
+  a GPTNeoX Bradley-Terry reward model (the TL;DR task).
+
+``build_toy_worlds()`` (or ``vbon toy build``) builds both into the cache, once.
+"""
+
+from vbon.toy.build import (
+    SENTIMENT,
+    TLDR,
+    WORLDS,
+    SentimentSettings,
+    TldrSettings,
+    ToyWorld,
+    build_toy_worlds,
+    build_world,
+    format_quality,
+    world_dir,
+    world_key,
+)
+
+__all__ = [
+    "SENTIMENT",
+    "TLDR",
+    "WORLDS",
+    "SentimentSettings",
+    "TldrSettings",
+    "ToyWorld",
+    "build_toy_worlds",
+    "build_world",
+    "format_quality",
+    "world_dir",
+    "world_key",
+]

@@ -1,0 +1,570 @@
+"""The training configuration: one dataclass for every method and algorithm the paper compares.
+
+``TrainConfig`` follows the TRL split between configuration and trainer, with nanoGPT/CleanRL
+clarity: every field is a plain value, documented below, validated on construction, and saved as
+``config.json`` beside the run. Fields left at ``None`` take the default of the run's profile
+(``PROFILE_DEFAULTS``): ``smoke`` budgets run in about a minute on a laptop CPU, ``paper`` is the
+authors' trlx setup of PAPER.md section 4 (PPO, lr 3e-5, 128 rollouts per phase, minibatch 32,
+4 PPO epochs, top 2 blocks trainable, GAE gamma 1 lambda 0.95, clip 0.2, score clip 10).
+
+Objectives (PAPER.md section 2), all maximising E_{pi_theta}[R] - beta KL(pi_theta || pi_ref):
+
+- ``vbon``: R = log F_hat(r(y)), beta = 1/(N-1) (the lower bound L divided by N-1);
+- ``vbon_exact``: R = (log pi_BoN(y) - log pi_ref(y)) / (N-1), beta = 1/(N-1), which needs
+  log pi_ref(y | x) of each completion at reward time;
+- ``kl_rl``: R = r(y), a free beta;
+- ``bon_sft``: maximum likelihood on the best of ``n`` reference samples per prompt.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from vbon.objectives import beta_from_n, n_from_beta
+
+__all__ = ["METHODS", "ALGORITHMS", "PROFILE_DEFAULTS", "TrainConfig", "defaults_for", "field_docs"]
+
+Method = Literal["vbon", "vbon_exact", "kl_rl", "bon_sft"]
+Algorithm = Literal["rloo", "ppo"]
+METHODS = ("vbon", "vbon_exact", "kl_rl", "bon_sft")
+ALGORITHMS = ("rloo", "ppo")
+
+# Defaults for the fields left at None: per profile, then per task, each with a shared part
+# ("base") and one part per kind of run ("rloo", "ppo", "bon_sft"). The paper rows are PAPER.md
+# section 4 (the authors' trlx PPO); the smoke rows run in about a minute on two CPU cores, with
+# lr and budget chosen on toy-sentiment so that vbon at N = 8 stays below BoN's KL bound.
+PROFILE_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
+    "smoke": {
+        "base": {
+            "algorithm": "rloo",
+            "num_layers_unfrozen": 2,
+            "warmup_steps": 5,
+            "m": 32,
+            "max_train_prompts": 256,
+            "eval_prompts": 64,
+            "eval_k": 4,
+            "eval_m": 32,
+            "eval_every": 0,
+            "save_every": 0,
+            # One thread: the toy models are too small for intra-op parallelism to pay, and on
+            # a loaded machine spinning OpenMP threads get preempted (10x slower steps).
+            "cpu_threads": 1,
+        },
+        # Small lr, many steps, k = 8: RL's KL grows with the noise of each step, so this reaches
+        # a higher win rate at a given KL than larger or noisier steps (measured on
+        # toy-sentiment at N = 8: win rate 0.69 at KL 1.0, against 0.61 with k = 4).
+        "rloo": {"lr": 3e-4, "steps": 60, "batch_prompts": 8, "k": 8},
+        # PPO: 24 phases of 64 rollouts, 4 epochs of 2 minibatches (win rate 0.68 at KL 0.9).
+        "ppo": {
+            "lr": 1e-4,
+            "steps": 24,
+            "batch_prompts": 64,
+            "k": 1,
+            "mini_batch_size": 32,
+            "ppo_epochs": 4,
+        },
+        "bon_sft": {"lr": 1e-3, "steps": 30, "batch_prompts": 16},
+    },
+    "paper": {
+        "base": {
+            "algorithm": "ppo",
+            "num_layers_unfrozen": 2,
+            "warmup_steps": 0,
+            "m": 300,
+            "max_train_prompts": None,
+            "eval_prompts": 512,
+            "eval_k": 4,
+            "eval_m": 100,
+            "eval_every": 20,
+            "save_every": 10,
+        },
+        # 100 phases x 128 rollouts = 12,800 samples; PPO: 4 epochs x 4 minibatches of 32 per
+        # phase = 1,600 optimiser steps.
+        "rloo": {"lr": 3e-5, "steps": 100, "batch_prompts": 32, "k": 4},
+        "ppo": {
+            "lr": 3e-5,
+            "steps": 100,
+            "batch_prompts": 128,
+            "k": 1,
+            "mini_batch_size": 32,
+            "ppo_epochs": 4,
+        },
+        "bon_sft": {"lr": 3e-5, "steps": 400, "batch_prompts": 32},
+    },
+}
+# Task-specific parts (the authors' TL;DR PPO: lr 3e-6, top 8 blocks; the enumerable world).
+TASK_DEFAULTS: dict[tuple[str, str], dict[str, dict[str, Any]]] = {
+    ("paper", "tldr"): {"base": {"lr": 3e-6, "num_layers_unfrozen": 8}},
+    ("smoke", "enumerable"): {
+        "base": {
+            "warmup_steps": 0,
+            "m": 4096,
+            "max_train_prompts": None,
+            "eval_prompts": 1,
+            "eval_k": 256,
+            "eval_m": 256,
+        },
+        "rloo": {"lr": 1e-3, "steps": 200, "batch_prompts": 16, "k": 4},
+        "ppo": {"lr": 1e-3, "steps": 60, "batch_prompts": 64, "mini_batch_size": 32},
+        "bon_sft": {"lr": 1e-3, "steps": 150, "batch_prompts": 64},
+    },
+}
+
+
+def defaults_for(profile: str, task: str, kind: str) -> dict[str, Any]:
+    """The default field values of a run: profile base < profile kind < task base < task kind."""
+    table = PROFILE_DEFAULTS[profile]
+    extra = TASK_DEFAULTS.get((profile, task), {})
+    return {
+        **table["base"],
+        **table.get(kind, {}),
+        **extra.get("base", {}),
+        **extra.get(kind, {}),
+    }
+
+
+# Fields that do not change what a run computes: they are left out of the run's identity hash.
+_NOT_IDENTITY = frozenset(
+    {
+        "resume",
+        "progress",
+        "output_dir",
+        "run_name",
+        "save_every",
+        "keep_checkpoints",
+        "overwrite",
+        "cpu_threads",
+    }
+)
+
+
+def _positive_int(name: str, value: Any, minimum: int = 1) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name}: must be an integer >= {minimum}, got {value!r}")
+
+
+def _positive_float(name: str, value: Any, *, allow_zero: bool = False) -> None:
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or value < 0 or (value == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"{name}: must be a finite number {bound}, got {value!r}")
+
+
+@dataclass
+class TrainConfig:
+    """Everything one training run needs; ``vbon.train.train(config)`` runs it.
+
+    Fields at ``None`` are filled from ``PROFILE_DEFAULTS`` on construction, so ``config.json``
+    always records the values actually used.
+    """
+
+    # --- what is trained ---------------------------------------------------------------------
+    task: str = "imdb"
+    """Task name for ``vbon.tasks.get_task`` ("imdb", "tldr"), or "enumerable" (the exact-check
+    world of ``vbon.train.enumerable``: 256 sequences, pi_BoN known in closed form)."""
+    profile: str = "smoke"
+    """"smoke" (toy worlds, CPU budgets) or "paper" (hub models, the paper's settings)."""
+    task_overrides: dict[str, Any] = field(default_factory=dict)
+    """Keyword overrides for ``get_task`` (e.g. ``{"n_train": 1000}``, sampling fields)."""
+    method: Method = "vbon"
+    """"vbon" (reward log F_hat, bound L), "vbon_exact" (exact reward of PAPER.md s. 2),
+    "kl_rl" (raw reward r, free beta) or "bon_sft" (SFT on the best of n reference samples)."""
+    algorithm: Algorithm | None = None
+    """"rloo" (REINFORCE, leave-one-out baseline over k samples per prompt, KL as a k1 sequence
+    sum in the reward) or "ppo" (value head, GAE, clipped losses; the authors' trlx setup).
+    None: the profile's (smoke: rloo, paper: ppo). Ignored by bon_sft."""
+    n: int | None = 8
+    """N of the Best-of-N that vbon approximates (beta = 1/(N-1)); for bon_sft the number of
+    reference samples the best is picked from. Unused by kl_rl."""
+    beta: float | None = None
+    """KL weight. Required for kl_rl. For vbon it may replace ``n``: N = 1/beta + 1 rounded by
+    ``n_rounding``; when both are given they must agree."""
+    n_rounding: Literal["exact", "nearest", "authors"] = "exact"
+    """How N is derived from beta for vbon: "exact" (1/beta + 1 must be an integer), "nearest",
+    or "authors" (int(1/beta) + 1, the authors' truncation)."""
+    scaling: Literal["paper", "authors"] = "paper"
+    """vbon_exact's reward divisor: "paper" divides log(pi_BoN/pi_ref) by N-1 (the true
+    objective at KL weight 1/(N-1)); "authors" divides by N as the authors' code did."""
+    exact_ref_with_prompt: bool = False
+    """Authors' quirk for vbon_exact: log pi_ref(y) includes the prompt tokens' log-probability
+    (PAPER.md: the paper's pi_ref(y) is the completion's probability given the prompt)."""
+    score_clip: float | None = 10.0
+    """Clip the score R to [-score_clip, score_clip] before the KL term (trlx's
+    cliprange_reward = 10); None disables it."""
+    eos_score: float | None = None
+    """If set, completions that did not emit EOS get this score instead of R (the authors'
+    TL;DR runs used -20 for vBoN's log F and -1 for KL-RL). The task's own ``eos_penalty`` acts
+    earlier, on the reward r."""
+
+    # --- reference samples (F_hat) -------------------------------------------------------------
+    m: int | None = None
+    """Reference samples per train prompt for F_hat (vbon) or the BoN pool (bon_sft, >= n)."""
+    max_m: int | None = None
+    """Use only the first max_m of the cached M samples per prompt (the M ablation)."""
+    ref_seed: int = 0
+    """Seed of the reference cache (part of its key)."""
+    max_train_prompts: int | None = None
+    """Train on the first P train prompts only (the reference cache is built for those)."""
+    sft_groups: int = 1
+    """bon_sft: BoN targets per prompt, from disjoint groups of n reference samples (draw
+    order; needs m >= n * sft_groups). The paper used one per prompt."""
+
+    # --- sampling (None: the task's settings, which the reference cache also uses) ---------------
+    max_new_tokens: int | None = None
+    temperature: float | None = None
+    top_k: int | None = None
+    top_p: float | None = None
+
+    # --- budget and batches --------------------------------------------------------------------
+    steps: int | None = None
+    """Iterations: rollout phases for rloo/ppo (one optimiser step each for rloo, ppo_epochs x
+    rows / mini_batch_size for ppo), optimiser steps for bon_sft."""
+    batch_prompts: int | None = None
+    """Prompts per rollout phase (bon_sft: examples per optimiser step), over all processes."""
+    k: int | None = None
+    """Samples per prompt in a rollout: >= 2 for rloo (the leave-one-out baseline), 1 for ppo by
+    default. Rows per phase = batch_prompts * k."""
+    mini_batch_size: int | None = None
+    """ppo: rows per optimiser step (paper: 32). Unused by rloo (one step per phase)."""
+    micro_batch_size: int | None = None
+    """Rows per forward/backward; gradients are accumulated over micro-batches (gradient
+    accumulation). None: the whole (mini-)batch at once. rloo: a multiple of k, so each
+    micro-batch holds whole prompt groups."""
+    ppo_epochs: int | None = None
+    """PPO passes over each rollout buffer (paper: 4)."""
+
+    # --- optimisation --------------------------------------------------------------------------
+    lr: float | None = None
+    """AdamW learning rate (paper: 3e-5 IMDB, 3e-6 TL;DR)."""
+    adam_betas: tuple[float, float] = (0.9, 0.95)
+    """AdamW betas (trlx's configs use (0.9, 0.95))."""
+    weight_decay: float = 1e-6
+    """AdamW weight decay (trlx: 1e-6)."""
+    lr_schedule: Literal["constant", "linear", "cosine"] = "constant"
+    """Learning-rate schedule after warm-up (trlx's sentiment config is effectively constant)."""
+    warmup_steps: int | None = None
+    """Linear warm-up optimiser steps (a first Adam step at full lr spends KL on noise)."""
+    max_grad_norm: float | None = 1.0
+    """Gradient clipping by global norm; None disables it."""
+    num_layers_unfrozen: int | None = None
+    """Train only the top k transformer blocks (+ final norm, + an untied LM head); -1 trains
+    all. The frozen bottom is shared with pi_ref (same tensors) and computed once per batch."""
+    share_reference: bool = True
+    """Share the frozen bottom of the policy with pi_ref and reuse its activations. Off: pi_ref
+    is a separate frozen copy."""
+
+    # --- PPO (the authors' trlx settings) -------------------------------------------------------
+    gamma: float = 1.0
+    """GAE discount."""
+    lam: float = 0.95
+    """GAE lambda."""
+    cliprange: float = 0.2
+    """PPO policy ratio clip."""
+    cliprange_value: float = 0.2
+    """PPO value clip (around the rollout's values)."""
+    vf_coef: float = 1.0
+    """Weight of the value loss."""
+    whiten_advantages: bool = True
+    """Normalise advantages per minibatch (masked mean/std), as trlx does."""
+
+    # --- evaluation, logging, checkpoints --------------------------------------------------------
+    evaluate: bool = True
+    """Evaluate at all (False: no evaluation, e.g. for throughput benchmarks)."""
+    eval_every: int | None = None
+    """Evaluate on test prompts every this many steps (0: only at the start and the end)."""
+    eval_at_start: bool = True
+    """Evaluate pi_ref (the initial policy) before training, as step 0."""
+    eval_prompts: int | None = None
+    """Test prompts used by evaluation (the first ones of the task's test split)."""
+    eval_k: int | None = None
+    """Policy samples per test prompt in evaluation."""
+    eval_m: int | None = None
+    """Reference samples per test prompt for the win rate."""
+    save_every: int | None = None
+    """Checkpoint every this many steps (0: none; the final policy is always saved)."""
+    keep_checkpoints: int = 1
+    """Checkpoints kept on disk (the newest)."""
+    resume: bool = False
+    """Continue an interrupted run from its last checkpoint (same config required)."""
+    overwrite: bool = False
+    """Start over even if a finished run with this config exists."""
+    log_samples: bool = False
+    """Also write every rollout row's prompt, score and KL to samples-rank<r>.jsonl."""
+
+    # --- runtime -------------------------------------------------------------------------------
+    seed: int = 0
+    """Seed of initialisation, prompt order and sampling (per process: seed, step, rank)."""
+    run_name: str | None = None
+    """Run directory name; None derives method-algorithm-N/beta-seed-<config hash>."""
+    output_dir: str | None = None
+    """Parent of the run directory; None: runs/<profile>/<task>/train."""
+    mixed_precision: Literal["auto", "no", "bf16", "fp16"] = "auto"
+    """"auto": bf16 on a GPU that supports it, else full precision."""
+    progress: bool = True
+    """Show a tqdm progress bar with live reward and KL."""
+    cpu_threads: int | None = None
+    """torch intra-op threads during the run on a CPU (None: the profile's; smoke uses 1, which
+    is fastest for the toy models, paper leaves torch's default)."""
+
+    def __post_init__(self) -> None:
+        if isinstance(self.adam_betas, list):
+            self.adam_betas = tuple(self.adam_betas)
+        self.task_overrides = dict(self.task_overrides or {})
+        if self.profile not in PROFILE_DEFAULTS:
+            raise ValueError(
+                f"profile: expected one of {sorted(PROFILE_DEFAULTS)}, got {self.profile!r}"
+            )
+        if self.method not in METHODS:
+            raise ValueError(f"method: expected one of {METHODS}, got {self.method!r}")
+        if self.algorithm is None:
+            self.algorithm = PROFILE_DEFAULTS[self.profile]["base"]["algorithm"]
+        if self.algorithm not in ALGORITHMS:
+            raise ValueError(f"algorithm: expected one of {ALGORITHMS}, got {self.algorithm!r}")
+        self._fill_defaults()
+        self._check_objective()
+        self._check_batches()
+        self._check_rest()
+
+    # -- defaults and validation ------------------------------------------------------------------
+    def _fill_defaults(self) -> None:
+        kind = "bon_sft" if self.method == "bon_sft" else self.algorithm
+        table = defaults_for(self.profile, self.task, kind)
+        if self.method == "bon_sft":
+            self.k = 1  # one target per prompt
+        names = {f.name for f in dataclasses.fields(self)}
+        for name, value in table.items():
+            if name in names and getattr(self, name) is None:
+                setattr(self, name, value)
+        if self.method == "bon_sft" or self.algorithm == "rloo":
+            # Unused fields are pinned so that they do not change the run's identity.
+            self.mini_batch_size = None
+            self.ppo_epochs = None
+
+    def _check_objective(self) -> None:
+        if self.method in ("vbon", "vbon_exact"):
+            if self.n is None and self.beta is None:
+                raise ValueError("n: vbon needs N (or beta, with N = 1/beta + 1)")
+            if self.beta is not None:
+                _positive_float("beta", self.beta)
+                n_beta = n_from_beta(self.beta, rounding=self.n_rounding)
+                if self.n is not None and self.n != n_beta:
+                    raise ValueError(
+                        f"beta: {self.beta} gives N = {n_beta} (n_rounding={self.n_rounding!r}) "
+                        f"but n = {self.n}; pass one of them"
+                    )
+                self.n = n_beta
+            _positive_int("n", self.n, 2)
+            if self.beta is None:
+                self.beta = beta_from_n(self.n)
+        elif self.method == "kl_rl":
+            if self.beta is None:
+                raise ValueError("beta: kl_rl needs a KL weight beta > 0")
+            _positive_float("beta", self.beta)
+            self.n = None
+        else:  # bon_sft
+            _positive_int("n", self.n, 1)
+            self.beta = None
+        if self.n_rounding not in ("exact", "nearest", "authors"):
+            raise ValueError(f"n_rounding: expected exact/nearest/authors, got {self.n_rounding!r}")
+        if self.scaling not in ("paper", "authors"):
+            raise ValueError(f"scaling: expected 'paper' or 'authors', got {self.scaling!r}")
+        if self.score_clip is not None:
+            _positive_float("score_clip", self.score_clip)
+        if self.eos_score is not None and not math.isfinite(self.eos_score):
+            raise ValueError(f"eos_score: must be finite or None, got {self.eos_score!r}")
+
+    def _check_batches(self) -> None:
+        _positive_int("steps", self.steps)
+        _positive_int("batch_prompts", self.batch_prompts)
+        _positive_int("k", self.k)
+        if self.method != "bon_sft" and self.algorithm == "rloo" and self.k < 2:
+            raise ValueError(
+                f"k: rloo needs k >= 2 samples per prompt for its leave-one-out baseline, got {self.k}"
+            )
+        rows = self.batch_prompts * self.k
+        if self.method != "bon_sft" and self.algorithm == "ppo":
+            _positive_int("mini_batch_size", self.mini_batch_size)
+            _positive_int("ppo_epochs", self.ppo_epochs)
+            if rows % self.mini_batch_size:
+                raise ValueError(
+                    f"mini_batch_size: {self.mini_batch_size} must divide the rollout's "
+                    f"batch_prompts * k = {rows} rows"
+                )
+            step_rows = self.mini_batch_size
+        else:
+            step_rows = rows
+        if self.micro_batch_size is not None:
+            _positive_int("micro_batch_size", self.micro_batch_size)
+            if step_rows % self.micro_batch_size:
+                raise ValueError(
+                    f"micro_batch_size: {self.micro_batch_size} must divide the {step_rows} rows "
+                    "of an optimiser step"
+                )
+            if (
+                self.method != "bon_sft"
+                and self.algorithm == "rloo"
+                and self.micro_batch_size % self.k
+            ):
+                raise ValueError(
+                    f"micro_batch_size: must be a multiple of k = {self.k} for rloo (each "
+                    "micro-batch holds whole prompt groups for the leave-one-out baseline)"
+                )
+
+    def _check_rest(self) -> None:
+        _positive_float("lr", self.lr)
+        if not (isinstance(self.adam_betas, tuple) and len(self.adam_betas) == 2):
+            raise ValueError(f"adam_betas: expected two floats, got {self.adam_betas!r}")
+        if not all(0 <= b < 1 for b in self.adam_betas):
+            raise ValueError(f"adam_betas: each must lie in [0, 1), got {self.adam_betas!r}")
+        _positive_float("weight_decay", self.weight_decay, allow_zero=True)
+        if self.lr_schedule not in ("constant", "linear", "cosine"):
+            raise ValueError(
+                f"lr_schedule: expected constant/linear/cosine, got {self.lr_schedule!r}"
+            )
+        _positive_int("warmup_steps", self.warmup_steps, 0)
+        if self.max_grad_norm is not None:
+            _positive_float("max_grad_norm", self.max_grad_norm)
+        if not isinstance(self.num_layers_unfrozen, int) or self.num_layers_unfrozen < -1:
+            raise ValueError(
+                f"num_layers_unfrozen: an integer >= 0, or -1 for all, got {self.num_layers_unfrozen!r}"
+            )
+        if self.m is not None:
+            _positive_int("m", self.m)
+        if self.max_m is not None:
+            _positive_int("max_m", self.max_m)
+        _positive_int("sft_groups", self.sft_groups)
+        if self.method == "bon_sft" and self.n * self.sft_groups > self.m:
+            raise ValueError(
+                f"m: bon_sft takes sft_groups = {self.sft_groups} group(s) of n = {self.n} "
+                f"reference samples per prompt, more than m = {self.m}; raise m"
+            )
+        if self.max_train_prompts is not None:
+            _positive_int("max_train_prompts", self.max_train_prompts)
+        if self.max_new_tokens is not None:
+            _positive_int("max_new_tokens", self.max_new_tokens)
+        if self.temperature is not None:
+            _positive_float("temperature", self.temperature)
+        if self.top_k is not None:
+            _positive_int("top_k", self.top_k, 0)
+        if self.top_p is not None and not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p: must lie in (0, 1], got {self.top_p!r}")
+        for name in ("gamma", "lam"):
+            value = getattr(self, name)
+            if not isinstance(value, int | float) or not 0 <= value <= 1:
+                raise ValueError(f"{name}: must lie in [0, 1], got {value!r}")
+        for name in ("cliprange", "cliprange_value"):
+            _positive_float(name, getattr(self, name))
+        _positive_float("vf_coef", self.vf_coef, allow_zero=True)
+        for name in ("eval_every", "save_every"):
+            _positive_int(name, getattr(self, name), 0)
+        for name in ("eval_prompts", "eval_k", "eval_m", "keep_checkpoints"):
+            _positive_int(name, getattr(self, name))
+        if self.mixed_precision not in ("auto", "no", "bf16", "fp16"):
+            raise ValueError(
+                f"mixed_precision: expected auto/no/bf16/fp16, got {self.mixed_precision!r}"
+            )
+        if self.cpu_threads is not None:
+            _positive_int("cpu_threads", self.cpu_threads)
+        if not isinstance(self.seed, int):
+            raise ValueError(f"seed: must be an integer, got {self.seed!r}")
+
+    # -- identity, naming, (de)serialisation ----------------------------------------------------
+    @property
+    def is_rl(self) -> bool:
+        return self.method != "bon_sft"
+
+    @property
+    def rows_per_phase(self) -> int:
+        """Rollout rows per iteration over all processes (batch_prompts * k)."""
+        return self.batch_prompts * self.k
+
+    def identity(self) -> dict[str, Any]:
+        """The fields that determine what the run computes (hashed into the run name)."""
+        return {k: v for k, v in self.to_dict().items() if k not in _NOT_IDENTITY}
+
+    def fingerprint(self) -> str:
+        blob = json.dumps(self.identity(), sort_keys=True, default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()[:8]
+
+    def default_run_name(self) -> str:
+        """method-algorithm-N<n>|beta<beta>-seed<s>-<hash>, e.g. vbon-rloo-N8-seed0-1a2b3c4d."""
+        if self.method == "bon_sft":
+            head = f"bon_sft-n{self.n}"
+        elif self.method == "kl_rl":
+            head = f"kl_rl-{self.algorithm}-beta{self.beta:g}"
+        else:
+            head = f"{self.method}-{self.algorithm}-N{self.n}"
+        return f"{head}-seed{self.seed}-{self.fingerprint()}"
+
+    def run_dir(self) -> Path:
+        """``<output_dir>/<run_name>``; output_dir defaults to runs/<profile>/<task>/train."""
+        from vbon import paths
+
+        parent = (
+            Path(self.output_dir).expanduser()
+            if self.output_dir is not None
+            else paths.runs_dir(self.profile) / self.task / "train"
+        )
+        return parent / (self.run_name or self.default_run_name())
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["adam_betas"] = list(self.adam_betas)
+        return out
+
+    def to_json(self, path: str | Path | None = None) -> str:
+        text = json.dumps(self.to_dict(), indent=2, sort_keys=True, default=str)
+        if path is not None:
+            Path(path).write_text(text + "\n")
+        return text
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ValueError(f"config: unknown field(s) {unknown}")
+        return cls(**data)
+
+    @classmethod
+    def from_json(cls, path: str | Path) -> TrainConfig:
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        """A copy with some fields changed (re-validated).
+
+        For vbon, N and beta are one setting: changing one of them re-derives the other.
+        """
+        data = self.to_dict()
+        if "n" in changes and "beta" not in changes:
+            data["beta"] = None if data.get("method") in ("vbon", "vbon_exact") else data["beta"]
+        if "beta" in changes and "n" not in changes:
+            data["n"] = None if data.get("method") in ("vbon", "vbon_exact") else data["n"]
+        return TrainConfig.from_dict({**data, **changes})
+
+
+def field_docs() -> dict[str, str]:
+    """Each ``TrainConfig`` field's docstring (the string under it in the class body)."""
+    import ast
+    import inspect
+    import textwrap
+
+    tree = ast.parse(textwrap.dedent(inspect.getsource(TrainConfig)))
+    body = tree.body[0].body
+    docs: dict[str, str] = {}
+    for node, nxt in zip(body, body[1:], strict=False):
+        if (
+            isinstance(node, ast.AnnAssign)
+            and isinstance(node.target, ast.Name)
+            and isinstance(nxt, ast.Expr)
+            and isinstance(nxt.value, ast.Constant)
+            and isinstance(nxt.value.value, str)
+        ):
+            docs[node.target.id] = " ".join(nxt.value.value.split())
+    return docs

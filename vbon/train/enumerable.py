@@ -1,0 +1,194 @@
+"""An enumerable world where pi_ref, pi_BoN and every KL are known exactly.
+
+A tiny GPT-2 over a vocabulary of 4 tokens ("a b c d") continues the one-token prompt "a" with
+exactly 4 tokens (no EOS): 4^4 = 256 possible completions. Their probabilities under any policy
+come from one forward pass over all 256, so
+
+- pi_ref(y), pi_BoN(y) (``vbon.bon.bon_pmf``, exact for any N) and
+- KL(pi_theta || pi_BoN), KL(pi_theta || pi_ref)
+
+are exact numbers, not estimates. The reward is a fixed function of the sequence: a random
+log-normal value per sequence (distinct values; a heavy right tail, where the invariance of F
+to monotone transforms of r matters). It checks that the trainers optimise what PAPER.md says.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import numpy as np
+import torch
+from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+
+from vbon.bon import bon_pmf, kl_bon_ref
+from vbon.cdf import RewardCDF
+from vbon.train.setup import Sampling, TrainSetup, bon_sft_examples
+
+__all__ = ["EnumerableWorld"]
+
+VOCAB = ("a", "b", "c", "d")
+LENGTH = 4
+PROMPT = "a"
+
+
+def _tokenizer() -> PreTrainedTokenizerFast:
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    vocab = {t: i for i, t in enumerate(VOCAB)} | {"<pad>": len(VOCAB)}
+    tk = Tokenizer(models.WordLevel(vocab, unk_token="<pad>"))
+    tk.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    # The pad id lies outside the model's 4-token vocabulary: nothing is ever padded here
+    # (one prompt length, no EOS), and the model can never emit it.
+    return PreTrainedTokenizerFast(tokenizer_object=tk, pad_token="<pad>", padding_side="left")
+
+
+class EnumerableWorld:
+    """The 256-sequence world. ``setup(config)`` gives the ``TrainSetup`` for ``train``.
+
+    Args:
+        seed: seed of the model's initialisation (pi_ref).
+        reward_seed: seed of the reward table.
+        n_layer, n_embd, init_std: size and initial sharpness of the tiny GPT-2.
+        bon_n: the N of pi_BoN in the exact metrics (default: the config's n; set it for kl_rl).
+    """
+
+    def __init__(
+        self,
+        seed: int = 0,
+        *,
+        reward_seed: int = 1234,
+        n_layer: int = 3,
+        n_embd: int = 32,
+        init_std: float = 0.2,
+        bon_n: int | None = None,
+    ) -> None:
+        self.seed = seed
+        self.bon_n = bon_n
+        self.reward_seed = reward_seed
+        self.tokenizer = _tokenizer()
+        config = GPT2Config(
+            vocab_size=len(VOCAB),
+            n_positions=8,
+            n_embd=n_embd,
+            n_layer=n_layer,
+            n_head=2,
+            resid_pdrop=0.0,
+            embd_pdrop=0.0,
+            attn_pdrop=0.0,
+            initializer_range=init_std,
+            bos_token_id=None,
+            eos_token_id=None,
+            pad_token_id=len(VOCAB),
+        )
+        torch.manual_seed(seed)
+        self.model = GPT2LMHeadModel(config).eval()
+        self.model.generation_config.eos_token_id = None
+        self.model.generation_config.bos_token_id = None
+        self.model.generation_config.pad_token_id = len(VOCAB)
+        # All completions, in base-4 order: code(y) = sum_t y_t 4^(3-t).
+        self.sequences = torch.tensor(list(itertools.product(range(len(VOCAB)), repeat=LENGTH)))
+        z = np.random.default_rng(reward_seed).standard_normal(len(self.sequences))
+        self.rewards = np.exp(z)  # log-normal: distinct values, a heavy right tail
+        self.ref_logprobs = self.logprobs(self.model)
+        self.ref_probs = np.exp(self.ref_logprobs)
+
+    # -- exact quantities -----------------------------------------------------------------------
+    @torch.no_grad()
+    def logprobs(self, model: Any, temperature: float = 1.0) -> np.ndarray:
+        """log pi(y | "a") of all 256 completions (float64, sums to 1 in probability)."""
+        n = len(self.sequences)
+        ids = torch.cat([torch.zeros((n, 1), dtype=torch.long), self.sequences], dim=1)
+        device = next(model.parameters()).device
+        logits = model(input_ids=ids.to(device), use_cache=False).logits[:, :-1].double()
+        logp = torch.log_softmax(logits / temperature, dim=-1)
+        out = logp.gather(-1, self.sequences.to(device).unsqueeze(-1)).squeeze(-1).sum(-1)
+        return out.cpu().numpy()
+
+    def code(self, texts: list[str]) -> np.ndarray:
+        """Index of each completion text in ``self.sequences``."""
+        index = {t: i for i, t in enumerate(VOCAB)}
+        out = np.empty(len(texts), dtype=np.int64)
+        for j, text in enumerate(texts):
+            tokens = text.split()
+            if len(tokens) != LENGTH:
+                raise ValueError(f"completions: expected {LENGTH} tokens, got {text!r}")
+            out[j] = sum(index[t] * len(VOCAB) ** (LENGTH - 1 - i) for i, t in enumerate(tokens))
+        return out
+
+    def reward_fn(self, prompts: list[str], completions: list[str], **_: Any) -> np.ndarray:
+        """r(y): the fixed reward of each completion."""
+        return self.rewards[self.code(list(completions))]
+
+    def bon_probs(self, n: int) -> np.ndarray:
+        """pi_BoN over the 256 completions (exact)."""
+        return bon_pmf(self.ref_probs, self.rewards, n)
+
+    def kl_bon_ref(self, n: int) -> float:
+        return float(kl_bon_ref(self.ref_probs, self.rewards, n))
+
+    @staticmethod
+    def kl(p_log: np.ndarray, q: np.ndarray) -> float:
+        """KL(p || q) with p given by log-probabilities."""
+        p = np.exp(p_log)
+        with np.errstate(divide="ignore"):
+            return float(np.sum(p * (p_log - np.log(q))))
+
+    def exact_metrics(
+        self, model: Any, n: int | None, temperature: float = 1.0
+    ) -> dict[str, float]:
+        """Exact KL(pi_theta || pi_ref), KL(pi_theta || pi_BoN) (when N is given), E[r]."""
+        lp = self.logprobs(model, temperature)
+        out = {
+            "exact_kl_ref": self.kl(lp, self.ref_probs),
+            "exact_reward": float(np.exp(lp) @ self.rewards),
+        }
+        if n is not None:
+            out["exact_kl_bon"] = self.kl(lp, self.bon_probs(n))
+        return out
+
+    def sample_ref(self, size: int, seed: int) -> np.ndarray:
+        """Indices of ``size`` iid draws from pi_ref."""
+        rng = np.random.default_rng(seed)
+        return rng.choice(len(self.ref_probs), size=size, p=self.ref_probs / self.ref_probs.sum())
+
+    def texts(self, codes: np.ndarray) -> list[str]:
+        return [" ".join(VOCAB[t] for t in self.sequences[c].tolist()) for c in codes]
+
+    # -- the TrainSetup -------------------------------------------------------------------------
+    def setup(self, config: Any) -> TrainSetup:
+        """Prompts ["a"], F_hat from ``config.m`` pi_ref draws, the exact-metrics hook.
+
+        The N of pi_BoN in the exact metrics is ``bon_n`` if set, else ``config.n`` (pass
+        ``task_overrides={"bon_n": N}`` to a kl_rl run to measure its KL to pi_BoN).
+        """
+        bon_n = self.bon_n if self.bon_n is not None else config.n
+        train_draws = self.sample_ref(config.m, seed=config.ref_seed)
+        test_draws = self.sample_ref(config.eval_m, seed=config.ref_seed + 1)
+        sft = None
+        if config.method == "bon_sft":
+            codes = train_draws[None, :]
+            sft = bon_sft_examples(
+                [self.texts(codes[0])],
+                self.rewards[codes],
+                np.zeros(codes.shape, bool),
+                config.n,
+                config.sft_groups,
+            )
+
+        def extra_eval(model: Any) -> dict[str, float]:
+            return self.exact_metrics(model, bon_n, config.temperature or 1.0)
+
+        return TrainSetup(
+            policy=self.model,
+            tokenizer=self.tokenizer,
+            reward_fn=self.reward_fn,
+            train_prompts=[PROMPT],
+            test_prompts=[PROMPT],
+            sampling=Sampling(max_new_tokens=LENGTH, temperature=config.temperature or 1.0),
+            test_ref=self.rewards[test_draws][None, :],
+            train_cdf=RewardCDF(self.rewards[train_draws][None, :]),
+            sft_examples=sft,
+            extra_eval=extra_eval,
+            describe={"name": "enumerable", "seed": self.seed, "reward_seed": self.reward_seed},
+        )

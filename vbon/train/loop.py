@@ -1,0 +1,518 @@
+"""The training loop shared by every method: ``train(config) -> TrainResult``.
+
+rollout -> reward -> update -> periodic evaluation on test prompts -> one JSONL row per step, on
+accelerate (one CPU, one GPU in bf16, or ``accelerate launch`` with several processes).
+
+Run directory (``config.run_dir()``)::
+
+    config.json          the config (identity of the run)
+    metrics.jsonl        one row per step ("phase": "train") and per evaluation ("phase": "eval")
+    samples-rank<r>.jsonl   per-rollout-row records when config.log_samples
+    checkpoints/step-XXXXXX/  trainable.safetensors (the weights that train), optimizer.pt,
+                         scheduler.pt, rng-<r>.pt (per process), metrics.jsonl, state.json
+    final/               the policy (save_pretrained, safetensors) + tokenizer (+ value_head.safetensors)
+    result.json          written last: the run is finished
+
+Calling ``train`` again with the same config returns the finished run without training (sweeps
+in notebooks rely on it); ``resume=True`` continues an interrupted run from its last checkpoint
+and, with fixed seeds on a CPU, logs exactly the metrics of an uninterrupted run: every random
+draw of step t is seeded from (seed, t, process), and the checkpoint restores weights, optimiser,
+scheduler and RNG states.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from vbon.train.common import TIME_PARTS, Context, Timer
+from vbon.train.config import TrainConfig
+from vbon.train.modeling import (
+    PolicyWithValue,
+    TrunkCache,
+    decoder_blocks,
+    freeze_bottom,
+    shared_reference,
+)
+from vbon.train.setup import TrainSetup, build_setup
+
+__all__ = ["TrainResult", "train", "load_run", "latest_checkpoint"]
+
+EVAL_SEED_OFFSET = 7919
+
+
+@dataclass
+class TrainResult:
+    """A finished run: where it lives, its final metrics and its whole metric history."""
+
+    run_dir: Path
+    policy_path: Path
+    config: TrainConfig
+    metrics: dict[str, float]  # the last evaluation (reward, win_rate, kl, ... with _se)
+    train_metrics: dict[str, float]  # the last training step's statistics
+    history: list[dict[str, Any]] = field(repr=False, default_factory=list)
+    loaded: bool = False  # True when train() found the run finished and did not train
+
+    def load_policy(self, **kwargs: Any) -> tuple[Any, Any]:
+        """(model, tokenizer) of the final policy, through ``vbon.models.load_causal_lm``."""
+        from vbon.models import load_causal_lm
+
+        return load_causal_lm(self.policy_path, **kwargs)
+
+    def frame(self, phase: str | None = None) -> Any:
+        """The history as a pandas DataFrame (optionally one phase: "train" or "eval")."""
+        import pandas as pd
+
+        df = pd.DataFrame(self.history)
+        return df if phase is None else df[df["phase"] == phase].reset_index(drop=True)
+
+
+# -- files -------------------------------------------------------------------------------------
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _append_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
+    with path.open("a") as f:
+        for row in rows:
+            f.write(json.dumps(row, default=float) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, default=float) + "\n")
+    os.replace(tmp, path)
+
+
+def load_run(run_dir: str | Path) -> TrainResult:
+    """The ``TrainResult`` of a finished run directory."""
+    run_dir = Path(run_dir)
+    result = json.loads((run_dir / "result.json").read_text())
+    history = _read_jsonl(run_dir / "metrics.jsonl")
+    return TrainResult(
+        run_dir=run_dir,
+        policy_path=run_dir / "final",
+        config=TrainConfig.from_json(run_dir / "config.json"),
+        metrics=result["metrics"],
+        train_metrics=result["train_metrics"],
+        history=history,
+        loaded=True,
+    )
+
+
+def latest_checkpoint(run_dir: str | Path) -> Path | None:
+    """The newest complete checkpoint of a run, or None."""
+    root = Path(run_dir) / "checkpoints"
+    done = sorted(p for p in root.glob("step-*") if (p / "state.json").is_file())
+    return done[-1] if done else None
+
+
+# -- RNG state as tensors (torch.load(weights_only=True) reads it back) -------------------------
+def _rng_state() -> dict[str, Any]:
+    np_state = np.random.get_state()  # noqa: NPY002 - the global state other code may use
+    py_state = random.getstate()
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]],
+        "python": [py_state[0], list(py_state[1]), py_state[2]],
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    name, keys, *rest = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), *rest))  # noqa: NPY002
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+# -- the run -----------------------------------------------------------------------------------
+def _mixed_precision(config: TrainConfig) -> str:
+    if config.mixed_precision != "auto":
+        return config.mixed_precision
+    if torch.cuda.is_available() and torch.cuda.is_bf16_supported():
+        return "bf16"
+    return "no"
+
+
+def _finished(run_dir: Path, config: TrainConfig) -> bool:
+    if not (run_dir / "result.json").is_file():
+        return False
+    saved = TrainConfig.from_json(run_dir / "config.json")
+    if saved.identity() != config.identity():
+        raise ValueError(
+            f"run_name: {run_dir} holds a finished run with a different config; choose another "
+            "run_name or pass overwrite=True"
+        )
+    return True
+
+
+def _scheduler(config: TrainConfig, optimizer: Any, total: int) -> Any:
+    warm = config.warmup_steps
+
+    def factor(step: int) -> float:
+        if step < warm:
+            return (step + 1) / warm
+        if config.lr_schedule == "constant":
+            return 1.0
+        frac = min(1.0, (step - warm) / max(1, total - warm))
+        if config.lr_schedule == "linear":
+            return 1.0 - frac
+        return 0.5 * (1.0 + math.cos(math.pi * frac))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def _optimizer_steps(config: TrainConfig) -> int:
+    if config.is_rl and config.algorithm == "ppo":
+        return config.steps * config.ppo_epochs * (config.rows_per_phase // config.mini_batch_size)
+    return config.steps
+
+
+class _Run:
+    """One call of ``train``: builds the context, then steps, logs, evaluates, checkpoints."""
+
+    def __init__(self, config: TrainConfig, setup: TrainSetup | None) -> None:
+        from accelerate import Accelerator
+        from accelerate.utils import DistributedType, set_seed
+
+        self.config = config
+        self.run_dir = config.run_dir()
+        self.accelerator = Accelerator(
+            cpu=not torch.cuda.is_available(), mixed_precision=_mixed_precision(config)
+        )
+        acc = self.accelerator
+        self.main = acc.is_main_process
+        set_seed(config.seed)  # same init on every process (value head); steps reseed per rank
+        self.setup = setup if setup is not None else build_setup(config, device=acc.device)
+        s = self.setup
+        policy = s.policy.to(acc.device).eval()  # eval: dropout off, in policy and reference
+        n_frozen = freeze_bottom(policy, config.num_layers_unfrozen)
+        sharded = acc.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED)
+        share = config.share_reference and not sharded
+        if s.reference is not None:
+            reference = s.reference.to(acc.device).eval().requires_grad_(False)
+            share = False
+        elif share:
+            reference = shared_reference(policy)
+        else:
+            import copy
+
+            reference = copy.deepcopy(policy).requires_grad_(False).eval()
+        self.trunk = TrunkCache(decoder_blocks(policy), n_frozen if share else 0)
+        module = PolicyWithValue(policy, with_value_head=config.is_rl and config.algorithm == "ppo")
+        params = [p for p in module.parameters() if p.requires_grad]
+        if not params:
+            raise ValueError("num_layers_unfrozen: nothing left to train")
+        optimizer = torch.optim.AdamW(
+            params, lr=config.lr, betas=config.adam_betas, weight_decay=config.weight_decay
+        )
+        # The scheduler is not passed to accelerate, which would step it once per process.
+        self.scheduler = _scheduler(config, optimizer, _optimizer_steps(config))
+        module, optimizer = acc.prepare(module, optimizer)
+        unwrapped = acc.unwrap_model(module)
+        self.ctx = Context(
+            config=config,
+            setup=s,
+            accelerator=acc,
+            module=module,
+            policy=unwrapped.lm,
+            reference=reference,
+            trunk=self.trunk,
+            policy_blocks=decoder_blocks(unwrapped.lm),
+            reference_blocks=decoder_blocks(reference),
+            optimizer=optimizer,
+            scheduler=self.scheduler,
+            prompt_logprob_cache={},
+        )
+        self.metrics_path = self.run_dir / "metrics.jsonl"
+        self.history: list[dict[str, Any]] = []
+
+    # -- directory and checkpoints --------------------------------------------------------------
+    def prepare_dir(self) -> int:
+        """Set up the run directory; returns the step to start from (after a resume)."""
+        cfg, acc = self.config, self.accelerator
+        ckpt = latest_checkpoint(self.run_dir) if cfg.resume else None
+        if ckpt is not None:
+            saved = TrainConfig.from_json(self.run_dir / "config.json")
+            if saved.identity() != cfg.identity():
+                raise ValueError(
+                    f"resume: {self.run_dir} was started with a different config; resume needs "
+                    "the same one"
+                )
+            return self.load_checkpoint(ckpt)
+        if self.main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            for name in ("metrics.jsonl", "result.json"):
+                (self.run_dir / name).unlink(missing_ok=True)
+            for path in self.run_dir.glob("samples-rank*.jsonl"):
+                path.unlink()
+            for name in ("checkpoints", "final"):
+                shutil.rmtree(self.run_dir / name, ignore_errors=True)
+            cfg.to_json(self.run_dir / "config.json")
+        acc.wait_for_everyone()
+        return 0
+
+    def trainable_state(self) -> dict[str, torch.Tensor]:
+        module = self.accelerator.unwrap_model(self.ctx.module)
+        return {
+            n: p.detach().to("cpu", copy=True).contiguous()
+            for n, p in module.named_parameters()
+            if p.requires_grad
+        }
+
+    def save_checkpoint(self, step: int) -> None:
+        from safetensors.torch import save_file
+
+        acc = self.accelerator
+        root = self.run_dir / "checkpoints"
+        tmp = root / f".tmp-step-{step:06d}"
+        if self.main:
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir(parents=True)
+        acc.wait_for_everyone()
+        torch.save(_rng_state(), tmp / f"rng-{acc.process_index}.pt")
+        if self.main:
+            save_file(self.trainable_state(), tmp / "trainable.safetensors")
+            torch.save(self.ctx.optimizer.state_dict(), tmp / "optimizer.pt")
+            torch.save(self.scheduler.state_dict(), tmp / "scheduler.pt")
+        acc.wait_for_everyone()
+        if self.main:
+            (tmp / "metrics.jsonl").write_text(
+                "".join(json.dumps(r, default=float) + "\n" for r in self.history)
+            )
+            _write_json(tmp / "state.json", {"step": step, "metrics_rows": len(self.history)})
+            final = root / f"step-{step:06d}"
+            shutil.rmtree(final, ignore_errors=True)
+            os.replace(tmp, final)
+            done = sorted(p for p in root.glob("step-*") if (p / "state.json").is_file())
+            for old in done[: -self.config.keep_checkpoints]:
+                shutil.rmtree(old, ignore_errors=True)
+        acc.wait_for_everyone()
+
+    def load_checkpoint(self, ckpt: Path) -> int:
+        from safetensors.torch import load_file
+
+        acc = self.accelerator
+        state = json.loads((ckpt / "state.json").read_text())
+        weights = load_file(ckpt / "trainable.safetensors")
+        module = acc.unwrap_model(self.ctx.module)
+        with torch.no_grad():
+            for n, p in module.named_parameters():
+                if n in weights:
+                    p.copy_(weights[n].to(p.device, p.dtype))
+        self.ctx.optimizer.load_state_dict(
+            torch.load(ckpt / "optimizer.pt", weights_only=True, map_location=acc.device)
+        )
+        self.scheduler.load_state_dict(torch.load(ckpt / "scheduler.pt", weights_only=True))
+        rng = ckpt / f"rng-{acc.process_index}.pt"
+        if rng.is_file():
+            _set_rng_state(torch.load(rng, weights_only=True))
+        # The metrics so far are the checkpoint's copy: rows the interrupted process logged after
+        # the checkpoint are dropped.
+        self.history = _read_jsonl(ckpt / "metrics.jsonl")[: state["metrics_rows"]]
+        acc.wait_for_everyone()
+        if self.main:
+            tmp = self.metrics_path.with_suffix(".tmp")
+            tmp.write_text("".join(json.dumps(r, default=float) + "\n" for r in self.history))
+            os.replace(tmp, self.metrics_path)
+        acc.wait_for_everyone()
+        return int(state["step"])
+
+    def log(self, rows: list[dict[str, Any]]) -> None:
+        # NaN (a standard error over one prompt) is not JSON: it is written, and kept, as None.
+        rows = [
+            {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in r.items()}
+            for r in rows
+        ]
+        self.history.extend(rows)
+        if self.main:
+            _append_jsonl(self.metrics_path, rows)
+
+    # -- evaluation ----------------------------------------------------------------------------
+    def evaluate(self, step: int) -> dict[str, Any]:
+        """pi_theta on the test prompts: reward, win rate, KL (vbon.evaluate), on the main process."""
+        from vbon.evaluate import evaluate_policy
+
+        cfg, s, ctx = self.config, self.setup, self.ctx
+        row: dict[str, Any] = {}
+        start = time.perf_counter()
+        if self.main:
+            with torch.no_grad(), ctx.autocast():
+                result = evaluate_policy(
+                    ctx.policy,
+                    ctx.reference,
+                    s.tokenizer,
+                    s.test_prompts,
+                    s.reward_fn,
+                    s.test_ref,
+                    k=cfg.eval_k,
+                    **s.sampling.kwargs(),
+                    batch_size=max(64, cfg.eval_k),
+                    seed=cfg.seed + EVAL_SEED_OFFSET,  # the same draws at every evaluation
+                )
+                row = {"step": step, "phase": "eval", **result.as_dict()}
+                if s.extra_eval is not None:
+                    row.update(s.extra_eval(ctx.policy))
+            row["time_eval"] = time.perf_counter() - start
+        self.accelerator.wait_for_everyone()
+        if self.main:
+            self.log([row])
+        return row
+
+    # -- the loop -------------------------------------------------------------------------------
+    def run(self) -> TrainResult:
+        from vbon.train.bon_sft import bon_sft_step
+        from vbon.train.ppo import ppo_step
+        from vbon.train.rloo import rloo_step
+
+        cfg, acc, ctx = self.config, self.accelerator, self.ctx
+        step_fn = (
+            bon_sft_step if not cfg.is_rl else (ppo_step if cfg.algorithm == "ppo" else rloo_step)
+        )
+        start = self.prepare_dir()
+        if start == 0 and cfg.eval_at_start and cfg.evaluate:
+            self.evaluate(0)
+        bar = tqdm(
+            total=cfg.steps,
+            initial=start,
+            desc=f"train {cfg.method}",
+            unit="step",
+            disable=not (cfg.progress and self.main),
+        )
+        last_eval = start if start else (0 if cfg.eval_at_start else -1)
+        if not cfg.evaluate:
+            last_eval = cfg.steps  # nothing to evaluate at the end either
+        samples_path = self.run_dir / f"samples-rank{acc.process_index}.jsonl"
+        for step in range(start, cfg.steps):
+            t0 = time.perf_counter()
+            timer = Timer(acc.device)
+            stats = step_fn(ctx, step, timer)
+            metrics = stats.reduce(acc)
+            parts = {f"time_{p}": timer.seconds.get(p, 0.0) for p in TIME_PARTS}
+            elapsed = time.perf_counter() - t0
+            row = {
+                "step": step + 1,
+                "phase": "train",
+                **metrics,
+                "lr": self.scheduler.get_last_lr()[0],
+                **parts,
+                "time_step": elapsed,
+                "time_other": elapsed - sum(parts.values()),
+                "samples_per_s": metrics.get("num_samples", 0.0) / elapsed,
+            }
+            self.log([row])
+            if cfg.log_samples and stats.rows:
+                _append_jsonl(samples_path, [{"step": step + 1, **r} for r in stats.rows])
+            bar.update(1)
+            bar.set_postfix(
+                {k: f"{metrics[k]:.3g}" for k in ("reward", "kl", "nll") if k in metrics}
+            )
+            due = cfg.evaluate and cfg.eval_every and (step + 1) % cfg.eval_every == 0
+            if due and step + 1 < cfg.steps:
+                self.evaluate(step + 1)
+                last_eval = step + 1
+            if cfg.save_every and (step + 1) % cfg.save_every == 0 and step + 1 < cfg.steps:
+                self.save_checkpoint(step + 1)
+        bar.close()
+        if last_eval != cfg.steps:
+            self.evaluate(cfg.steps)
+        return self.finish()
+
+    def replicas_in_sync(self) -> bool:
+        """Whether every process ends with the same trainable weights (DDP kept them in sync)."""
+        total = torch.zeros(1, dtype=torch.float64, device=self.accelerator.device)
+        for p in self.accelerator.unwrap_model(self.ctx.module).parameters():
+            if p.requires_grad:
+                total += p.detach().double().sum()
+        gathered = self.accelerator.gather(total).cpu()
+        return bool(torch.all(gathered == gathered[0]))
+
+    def finish(self) -> TrainResult:
+        from safetensors.torch import save_file
+
+        acc, ctx = self.accelerator, self.ctx
+        final = self.run_dir / "final"
+        evals = [r for r in self.history if r.get("phase") == "eval"]
+        trains = [r for r in self.history if r.get("phase") == "train"]
+        result = {
+            "metrics": evals[-1] if evals else {},
+            "train_metrics": trains[-1] if trains else {},
+            "steps": self.config.steps,
+            "num_processes": acc.num_processes,
+            "replicas_in_sync": self.replicas_in_sync(),
+        }
+        if self.main:
+            tmp = self.run_dir / ".final.tmp"
+            shutil.rmtree(tmp, ignore_errors=True)
+            ctx.policy.save_pretrained(tmp, safe_serialization=True)
+            self.setup.tokenizer.save_pretrained(tmp)
+            module = acc.unwrap_model(ctx.module)
+            if module.v_head is not None:
+                save_file(
+                    {
+                        k: v.detach().cpu().contiguous()
+                        for k, v in module.v_head.state_dict().items()
+                    },
+                    tmp / "value_head.safetensors",
+                )
+            shutil.rmtree(final, ignore_errors=True)
+            os.replace(tmp, final)
+            shutil.rmtree(self.run_dir / "checkpoints", ignore_errors=True)
+            _write_json(self.run_dir / "result.json", result)
+        acc.wait_for_everyone()
+        return TrainResult(
+            run_dir=self.run_dir,
+            policy_path=final,
+            config=self.config,
+            metrics=result["metrics"],
+            train_metrics=result["train_metrics"],
+            history=list(self.history),
+        )
+
+
+def train(config: TrainConfig, setup: TrainSetup | None = None) -> TrainResult:
+    """Train a policy as ``config`` says; the one entry point of notebooks, CLI and accelerate.
+
+    Args:
+        config: the run's ``TrainConfig``.
+        setup: models, prompts, reward and references to use instead of building them from
+            ``config.task`` (notebooks and tests pass hand-made ones).
+
+    Returns:
+        ``TrainResult`` (run directory, final evaluation, history, path of the saved policy).
+        A finished run with the same config is loaded, not retrained (``overwrite=True`` forces
+        retraining); ``resume=True`` continues an interrupted one from its last checkpoint.
+    """
+    if not isinstance(config, TrainConfig):
+        raise ValueError(f"config: expected a TrainConfig, got {type(config).__name__}")
+    run_dir = config.run_dir()
+    if not config.overwrite and _finished(run_dir, config):
+        return load_run(run_dir)
+    threads = torch.get_num_threads()
+    if config.cpu_threads is not None and not torch.cuda.is_available():
+        torch.set_num_threads(config.cpu_threads)
+    try:
+        return _Run(config, setup).run()
+    finally:
+        torch.set_num_threads(threads)

@@ -1,0 +1,271 @@
+"""The policy, its value head and pi_ref: freezing, memory sharing and shared trunk compute.
+
+Only the top ``num_layers_unfrozen`` transformer blocks train (plus the final norm, and the LM
+head when it is not tied to the frozen input embeddings), as in the authors' trlx setup. The
+frozen bottom of the network is then identical in pi_theta and pi_ref, which buys two things:
+
+- memory: pi_ref is a deep copy of the policy that *shares* every frozen tensor (only the top
+  blocks, the final norm and an untied head are copied), like trlx's "hydra" models;
+- compute: on a batch both models see, the frozen trunk runs once. ``TrunkCache.record`` keeps
+  the output of the last frozen block during the policy's forward, and ``TrunkCache.replay``
+  makes pi_ref's (or a later policy pass's) frozen blocks return it instead of recomputing it.
+  RLOO's reference log-probs and every PPO epoch after the rollout then cost only the top blocks.
+
+Dropout is off in both models (they stay in eval mode), and all log-probabilities are taken at
+the sampling temperature, so that pi_theta is exactly the distribution the rollouts came from.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+from torch import nn
+from transformers import PreTrainedModel
+
+__all__ = [
+    "PolicyWithValue",
+    "TrunkCache",
+    "decoder_blocks",
+    "final_norm",
+    "freeze_bottom",
+    "shared_reference",
+    "sequence_logprobs",
+]
+
+
+def decoder_blocks(model: PreTrainedModel) -> nn.ModuleList:
+    """The transformer blocks of a causal LM (GPT-2 ``h``, GPTNeoX/Llama ``layers``, ...)."""
+    base = model.base_model
+    for name in ("h", "layers", "blocks", "block"):
+        blocks = getattr(base, name, None)
+        if isinstance(blocks, nn.ModuleList):
+            return blocks
+    lists = [m for m in model.modules() if isinstance(m, nn.ModuleList)]
+    if not lists:
+        raise ValueError(f"model: cannot find the transformer blocks of {type(model).__name__}")
+    return max(lists, key=len)
+
+
+def final_norm(model: PreTrainedModel) -> nn.Module | None:
+    """The norm after the last block (GPT-2 ``ln_f``, GPTNeoX ``final_layer_norm``, Llama ``norm``)."""
+    base = model.base_model
+    for name in ("ln_f", "final_layer_norm", "norm", "final_layernorm"):
+        module = getattr(base, name, None)
+        if isinstance(module, nn.Module):
+            return module
+    return None
+
+
+def _head_is_tied(model: PreTrainedModel) -> bool:
+    out = model.get_output_embeddings()
+    inp = model.get_input_embeddings()
+    return out is not None and inp is not None and out.weight is inp.weight
+
+
+def freeze_bottom(model: PreTrainedModel, num_layers_unfrozen: int) -> int:
+    """Freeze all but the top ``num_layers_unfrozen`` blocks (-1: train everything).
+
+    Trainable: the top blocks, the final norm, and the LM head if it is not tied to the input
+    embeddings. Token and position embeddings stay frozen. Returns the number of frozen blocks.
+    """
+    blocks = decoder_blocks(model)
+    if num_layers_unfrozen < 0:
+        model.requires_grad_(True)
+        return 0
+    if num_layers_unfrozen > len(blocks):
+        raise ValueError(
+            f"num_layers_unfrozen: {num_layers_unfrozen} exceeds the model's {len(blocks)} blocks"
+        )
+    model.requires_grad_(False)
+    n_frozen = len(blocks) - num_layers_unfrozen
+    for block in list(blocks)[n_frozen:]:
+        block.requires_grad_(True)
+    norm = final_norm(model)
+    if norm is not None:
+        norm.requires_grad_(True)
+    head = model.get_output_embeddings()
+    if head is not None and not _head_is_tied(model):
+        head.requires_grad_(True)
+    return n_frozen
+
+
+def shared_reference(policy: PreTrainedModel) -> PreTrainedModel:
+    """A frozen pi_ref equal to ``policy`` now, sharing every frozen tensor with it.
+
+    The policy's frozen parameters and all buffers are put in ``deepcopy``'s memo, so the copy
+    refers to the same storage: only trainable tensors are duplicated (no transient copy of the
+    whole model either). Tied weights stay tied. Call after ``freeze_bottom``.
+    """
+    memo: dict[int, Any] = {}
+    for p in policy.parameters():
+        if not p.requires_grad:
+            memo[id(p)] = p
+    for b in policy.buffers():
+        memo[id(b)] = b
+    reference = copy.deepcopy(policy, memo)
+    reference.requires_grad_(False)
+    return reference.eval()
+
+
+class _Replayed(Exception):
+    pass
+
+
+class TrunkCache:
+    """Runs the frozen trunk (blocks below the trainable ones) once for two forward passes.
+
+    ``record()`` hooks the policy's last frozen block and keeps its output; ``replay(blocks,
+    hidden)`` makes a block list's frozen blocks skip their work: the lower ones pass their input
+    through, the last one returns ``hidden``. Requires blocks that return a tensor (transformers
+    >= 5); ``usable`` is False otherwise, and callers then run full forwards.
+    """
+
+    def __init__(self, policy_blocks: nn.ModuleList, n_frozen: int) -> None:
+        self.policy_blocks = policy_blocks
+        self.n_frozen = n_frozen
+        self.usable = n_frozen > 0
+
+    @contextmanager
+    def record(self) -> Iterator[dict[str, torch.Tensor]]:
+        """Inside, the policy's forward stores the trunk output in the yielded dict ("hidden")."""
+        store: dict[str, torch.Tensor] = {}
+        if not self.usable:
+            yield store
+            return
+
+        def hook(_module: nn.Module, _args: Any, output: Any) -> None:
+            if not isinstance(output, torch.Tensor):
+                raise TypeError(
+                    f"TrunkCache: blocks return {type(output).__name__}, not a tensor; "
+                    "pass share_reference=False"
+                )
+            store["hidden"] = output.detach()
+
+        handle = self.policy_blocks[self.n_frozen - 1].register_forward_hook(hook)
+        try:
+            yield store
+        finally:
+            handle.remove()
+
+    @contextmanager
+    def replay(self, blocks: nn.ModuleList, hidden: torch.Tensor) -> Iterator[None]:
+        """Inside, ``blocks``' frozen part returns ``hidden`` without computing anything."""
+        patched = list(blocks)[: self.n_frozen]
+
+        def passthrough(*args: Any, **kwargs: Any) -> Any:
+            return args[0] if args else kwargs["hidden_states"]
+
+        def last(*_args: Any, **_kwargs: Any) -> torch.Tensor:
+            return hidden
+
+        for block in patched[:-1]:
+            block.forward = passthrough  # instance attribute shadows the class's forward
+        patched[-1].forward = last
+        try:
+            yield
+        finally:
+            for block in patched:
+                del block.forward
+
+
+class PolicyWithValue(nn.Module):
+    """pi_theta (a causal LM) and, for PPO, a value head on its last hidden state.
+
+    One ``nn.Module`` so that DDP/accelerate wrap both and synchronise their gradients. The value
+    head is trlx's: Linear(h, 2h) - ReLU - Linear(2h, 1), read after the final norm.
+    """
+
+    def __init__(self, lm: PreTrainedModel, with_value_head: bool = False) -> None:
+        super().__init__()
+        self.lm = lm
+        self.v_head: nn.Module | None = None
+        if with_value_head:
+            hidden = int(lm.config.hidden_size)
+            self.v_head = nn.Sequential(
+                nn.Linear(hidden, 2 * hidden), nn.ReLU(), nn.Linear(2 * hidden, 1)
+            ).to(device=lm.device, dtype=next(lm.parameters()).dtype)
+        self._norm = final_norm(lm)
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        position_ids: torch.Tensor,
+        positions: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Logits at ``positions`` (1-D indices into the sequence) and, with a value head, values."""
+        store: dict[str, torch.Tensor] = {}
+        handle = None
+        if self.v_head is not None and self._norm is not None:
+
+            def hook(_m: nn.Module, _a: Any, out: torch.Tensor) -> None:
+                store["h"] = out
+
+            handle = self._norm.register_forward_hook(hook)
+        try:
+            out = self.lm(
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                position_ids=position_ids,
+                logits_to_keep=positions,
+                use_cache=False,
+                output_hidden_states=self.v_head is not None and self._norm is None,
+            )
+        finally:
+            if handle is not None:
+                handle.remove()
+        values = None
+        if self.v_head is not None:
+            hidden = store["h"] if "h" in store else out.hidden_states[-1]
+            values = self.v_head(hidden[:, positions]).squeeze(-1).float()
+        return out.logits, values
+
+
+def sequence_logprobs(
+    model: nn.Module,
+    prompt_ids: torch.Tensor,
+    prompt_mask: torch.Tensor,
+    token_ids: torch.Tensor,
+    mask: torch.Tensor,
+    *,
+    temperature: float,
+    with_values: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Per-token log pi(y_t | x, y_<t) at ``temperature`` (B, T), 0 off the mask, and values.
+
+    ``model`` is a ``PolicyWithValue`` (possibly wrapped by DDP) or a bare causal LM (pi_ref).
+    Only the T positions that predict completion tokens go through the LM head (the prompt
+    positions are skipped: for TL;DR that is most of the sequence). Values (B, T) are V(x, y_<t),
+    the state each token is sampled from. Position ids count from the first real prompt token,
+    so left padding does not shift GPT-2's absolute positions.
+    """
+    input_ids = torch.cat([prompt_ids, token_ids], dim=1)
+    attention = torch.cat([prompt_mask.bool(), mask.bool()], dim=1).long()
+    position_ids = (attention.cumsum(dim=1) - 1).clamp(min=0)
+    # The T positions whose next token is a completion token: the last prompt position and all
+    # completion positions but the last.
+    length, width = input_ids.shape[1], token_ids.shape[1]
+    positions = torch.arange(length - width - 1, length - 1, device=input_ids.device)
+    if isinstance(model, PreTrainedModel):
+        logits = model(
+            input_ids=input_ids,
+            attention_mask=attention,
+            position_ids=position_ids,
+            logits_to_keep=positions,
+            use_cache=False,
+        ).logits
+        values = None
+    else:
+        logits, values = model(input_ids, attention, position_ids, positions)
+    logits = logits.float()
+    if temperature != 1.0:  # no (B, T, vocab) copy at temperature 1
+        logits = logits / temperature
+    picked = logits.gather(-1, token_ids.unsqueeze(-1)).squeeze(-1) - logits.logsumexp(-1)
+    maskf = mask.to(picked.dtype)
+    if values is not None:
+        values = values * maskf
+    return picked * maskf, values if with_values else None

@@ -1,0 +1,166 @@
+"""PPO as in the authors' trlx setup (PAPER.md section 4).
+
+Per phase: sample the rollout buffer; score each completion (log F_hat, exact vBoN reward or r);
+per-token rewards are -beta * (log pi_old - log pi_ref) on every completion token plus the
+(clipped) score on the last one (trlx's per-token k1 KL penalty with a terminal score); GAE with
+gamma, lambda over V(x, y_<t) from a value head on the policy's last hidden state. Then
+``ppo_epochs`` passes over the buffer in shuffled minibatches, each one optimiser step on
+
+    pg  = mean_t max(-A_t rho_t, -A_t clip(rho_t, 1 - eps, 1 + eps)),  rho_t = pi_theta / pi_old
+    vf  = 0.5 mean_t max((V_t - G_t)^2, (clip(V_t, V_old +- eps_v) - G_t)^2)
+    loss = pg + vf_coef * vf
+
+with advantages whitened per minibatch (masked mean and std), as trlx does. The frozen trunk's
+activations from the rollout pass are cached and replayed in every epoch, so each update
+forward runs only the trainable top blocks.
+"""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+
+import numpy as np
+import torch
+
+from vbon.train.common import Context, Stats, Timer
+from vbon.train.modeling import sequence_logprobs
+
+__all__ = ["gae", "masked_whiten", "ppo_step"]
+
+
+def gae(
+    rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: float, lam: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Generalised advantage estimates and returns over completion tokens (B, T).
+
+    Tokens after a row's end have no value: the bootstrap past the last token is 0.
+    """
+    maskf = mask.to(values.dtype)
+    values = values * maskf
+    advantages = torch.zeros_like(values)
+    last = torch.zeros_like(values[:, 0])
+    width = values.shape[1]
+    for t in reversed(range(width)):
+        next_value = values[:, t + 1] if t + 1 < width else torch.zeros_like(last)
+        delta = rewards[:, t] + gamma * next_value - values[:, t]
+        last = (delta + gamma * lam * last) * maskf[:, t]
+        advantages[:, t] = last
+    return advantages, advantages + values
+
+
+def masked_whiten(x: torch.Tensor, mask: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """(x - mean) / std over the masked entries."""
+    m = mask.to(x.dtype)
+    n = m.sum().clamp(min=1.0)
+    mean = (x * m).sum() / n
+    var = (((x - mean) * m) ** 2).sum() / n
+    return (x - mean) * torch.rsqrt(var + eps) * m
+
+
+def ppo_step(ctx: Context, step: int, timer: Timer) -> Stats:
+    """One PPO phase: rollout, scores, per-token rewards, GAE, ppo_epochs of minibatch updates."""
+    cfg = ctx.config
+    stats = Stats()
+    ro = ctx.rollout(step, timer)
+    with timer("reward"):
+        log_cdf = ctx.log_cdf(ro)
+    rows = len(ro)
+    temperature = ctx.setup.sampling.temperature
+    chunk = min(cfg.micro_batch_size or cfg.mini_batch_size, rows)
+    old_logp, old_values, ref_logp, trunks = [], [], [], []
+    with timer("logprobs"), torch.no_grad(), ctx.autocast():
+        for start in range(0, rows, chunk):
+            sl = slice(start, start + chunk)
+            batch = (ro.prompt_ids[sl], ro.prompt_mask[sl], ro.token_ids[sl], ro.mask[sl])
+            with ctx.trunk.record() as trunk:
+                lp, v = sequence_logprobs(
+                    ctx.module, *batch, temperature=temperature, with_values=True
+                )
+            replay = (
+                ctx.trunk.replay(ctx.reference_blocks, trunk["hidden"])
+                if "hidden" in trunk
+                else nullcontext()
+            )
+            with replay:
+                lr, _ = sequence_logprobs(ctx.reference, *batch, temperature=temperature)
+            old_logp.append(lp)
+            old_values.append(v)
+            ref_logp.append(lr)
+            if "hidden" in trunk:
+                trunks.append(trunk["hidden"])
+    old_logp, old_values, ref_logp = (torch.cat(x) for x in (old_logp, old_values, ref_logp))
+    hidden = torch.cat(trunks) if trunks else None
+    mask = ro.mask
+    maskf = mask.float()
+    with timer("reward"):
+        score = ctx.score(ro, slice(0, rows), log_cdf, ref_logp.sum(-1))
+    log_ratio = (old_logp - ref_logp) * maskf
+    token_rewards = -cfg.beta * log_ratio
+    last = (mask.sum(-1) - 1).clamp(min=0)
+    token_rewards[torch.arange(rows, device=ctx.device), last] += score
+    advantages, returns = gae(token_rewards, old_values, mask, cfg.gamma, cfg.lam)
+    kl = log_ratio.sum(-1)
+    stats.add("reward", ro.rewards)
+    stats.add("score", score)
+    stats.add("kl", kl)
+    stats.add("kl_k3", (torch.expm1(-log_ratio) + log_ratio).mul(maskf).sum(-1))
+    stats.add("return", score - cfg.beta * kl)
+    stats.add("length", mask.sum(-1))
+    stats.add("eos_rate", torch.as_tensor(ro.completions.ended, dtype=torch.float64))
+    if cfg.log_samples:
+        stats.log_rows(ro, slice(0, rows), score=score, kl=kl)
+
+    micro = min(cfg.micro_batch_size or cfg.mini_batch_size, cfg.mini_batch_size)
+    for epoch in range(cfg.ppo_epochs):
+        rng = np.random.default_rng([cfg.seed, step, ctx.rank, epoch])
+        order = torch.as_tensor(rng.permutation(rows), device=ctx.device)
+        for mb_start in range(0, rows, cfg.mini_batch_size):
+            mb = order[mb_start : mb_start + cfg.mini_batch_size]
+            mb_mask = mask[mb]
+            adv = advantages[mb]
+            if cfg.whiten_advantages:
+                adv = masked_whiten(adv, mb_mask)
+            n_tokens = mb_mask.sum().clamp(min=1).float()
+            for start in range(0, len(mb), micro):
+                idx = mb[start : start + micro]
+                sub = slice(start, start + micro)
+                last_micro = start + micro >= len(mb)
+                batch = (ro.prompt_ids[idx], ro.prompt_mask[idx], ro.token_ids[idx], mask[idx])
+                m = maskf[idx]
+                with timer("backward"), ctx.sync_context(last_micro), ctx.autocast():
+                    replay = (
+                        ctx.trunk.replay(ctx.policy_blocks, hidden[idx])
+                        if hidden is not None
+                        else nullcontext()
+                    )
+                    with replay:
+                        logp, values = sequence_logprobs(
+                            ctx.module, *batch, temperature=temperature, with_values=True
+                        )
+                    ratio = torch.exp(logp - old_logp[idx])
+                    a = adv[sub]
+                    pg = torch.max(
+                        -a * ratio, -a * ratio.clamp(1 - cfg.cliprange, 1 + cfg.cliprange)
+                    )
+                    v_old = old_values[idx]
+                    v_clip = v_old + (values - v_old).clamp(
+                        -cfg.cliprange_value, cfg.cliprange_value
+                    )
+                    g = returns[idx]
+                    vf = 0.5 * torch.max((values - g) ** 2, (v_clip - g) ** 2)
+                    pg_loss = (pg * m).sum() / n_tokens
+                    vf_loss = (vf * m).sum() / n_tokens
+                    loss = pg_loss + cfg.vf_coef * vf_loss
+                    ctx.accelerator.backward(loss)
+                with torch.no_grad():
+                    lr_ = (logp - old_logp[idx]) * m
+                    stats.add("pg_loss", pg_loss * n_tokens, count=float(m.sum()))
+                    stats.add("vf_loss", vf_loss * n_tokens, count=float(m.sum()))
+                    stats.add(
+                        "approx_kl", ((torch.expm1(-lr_) + lr_) * m).sum(), count=float(m.sum())
+                    )
+                    clipped = ((ratio - 1).abs() > cfg.cliprange).float() * m
+                    stats.add("clipfrac", clipped.sum(), count=float(m.sum()))
+            with timer("backward"):
+                stats.add("grad_norm", ctx.clip_and_step(), count=1)
+    return stats
