@@ -120,3 +120,11 @@ def test_invariant_under_increasing_transforms(ref: list[float], queries: list[f
     base = empirical_log_cdf(ref_a, q)
     for transform in (lambda x: 2 * x + 10, lambda x: np.exp(x / 10), lambda x: x**3):
         np.testing.assert_array_equal(empirical_log_cdf(transform(ref_a), transform(q)), base)
+
+
+def test_scalar_prompt_index_broadcasts():
+    cdf = RewardCDF(np.array([[0.0, 1.0, 2.0], [5.0, 6.0, 7.0]]))
+    grid = np.array([0.5, 1.5, 6.5])
+    np.testing.assert_array_equal(
+        cdf.log_cdf(grid, prompt_index=1), cdf.log_cdf(grid, prompt_index=np.ones(3, int))
+    )

@@ -29,6 +29,9 @@ def test_notebook_contract(notebook) -> None:
     assert any("NBVAL_CHECK_OUTPUT" in "".join(c["source"]) for c in code)
     params = pm.inspect_notebook(str(notebook))
     assert "profile" in params
+    # papermill skips a line it cannot parse (e.g. nested parentheses in the help comment).
+    lines = [ln for ln in "".join(code[0]["source"]).splitlines() if ln and ln[0] != "#"]
+    assert len(params) == len(lines), f"unparsed parameter lines in {notebook.name}"
     for name, spec in params.items():
         assert spec["inferred_type_name"] != "None", f"{name} has no type annotation"
         assert spec["help"], f"{name} has no '# help' comment"
@@ -48,3 +51,67 @@ def test_parameters_include_profile_and_yaml(tmp_path, monkeypatch) -> None:
     (tmp_path / "paper").mkdir()
     (tmp_path / "paper" / f"{nb.stem}.yaml").write_text("seed: 3\nn_grid: [1, 2]\n")
     assert notebook_parameters(nb, "paper") == {"profile": "paper", "seed": 3, "n_grid": [1, 2]}
+
+
+PARAM_FILES = sorted(paths.params_dir("paper").glob("*.yaml"))
+_TYPES = {"int": int, "float": (int, float), "str": str, "list": list, "bool": bool, "dict": dict}
+
+
+@pytest.mark.parametrize("path", PARAM_FILES, ids=lambda p: p.stem)
+def test_params_file_matches_notebook(path) -> None:
+    """Every key of params/paper/<nb>.yaml is a parameter of <nb> with the same type.
+
+    PyYAML reads ``3e-5`` (no dot) as a string; papermill would inject the string and the
+    notebook would fail far from the cause, so the YAML must write ``3.0e-5``.
+    """
+    import yaml
+
+    notebook = paths.notebooks_dir() / f"{path.stem}.ipynb"
+    assert notebook.is_file(), f"{path.name} has no notebook {notebook.name}"
+    params = pm.inspect_notebook(str(notebook))
+    values = yaml.safe_load(path.read_text()) or {}
+    assert values, f"{path.name} is empty"
+    for name, value in values.items():
+        assert name in params, f"{path.name}: {name} is not a parameter of {notebook.name}"
+        expected = params[name]["inferred_type_name"]
+        assert expected in _TYPES, f"{notebook.name}: {name} has an unsupported type {expected}"
+        ok = isinstance(value, _TYPES[expected]) and not (
+            isinstance(value, bool) and expected != "bool"
+        )
+        assert ok, f"{path.name}: {name} = {value!r} is not a {expected}"
+
+
+def test_every_notebook_has_paper_params() -> None:
+    stems = {p.stem for p in PARAM_FILES}
+    missing = [nb.name for nb in NOTEBOOKS if nb.stem not in stems and nb.stem[:2] != "01"]
+    assert not missing, f"no params/paper/*.yaml for {missing}"
+
+
+def test_reproduce_summary_reads_claims_and_wall_time(tmp_path, monkeypatch) -> None:
+    import pandas as pd
+
+    from vbon import plots
+    from vbon.reproduce import summary
+
+    monkeypatch.setattr(paths, "runs_dir", lambda profile: tmp_path / profile)
+    nb = NOTEBOOKS[0]
+    claims = pd.DataFrame(
+        [("a claim", "shown here", True, "fig_a.png"), ("another", "reported", False, "")],
+        columns=["claim", "evidence", "holds", "figure"],
+    )
+    fig_dir = tmp_path / "smoke" / "exp" / "figures"
+    plots.write_results({"x": 1.0}, fig_dir, notebook=nb.stem, claims=claims)
+    out = tmp_path / "smoke" / "notebooks" / nb.name
+    out.parent.mkdir(parents=True)
+    out.write_text(json.dumps({"metadata": {"papermill": {"duration": 12.3}}, "cells": []}))
+
+    table = summary("smoke", [nb.stem[:2]])
+    assert table["claim"].tolist() == ["a claim", "another"]
+    assert table["verdict"].tolist() == ["holds", "does not hold"]
+    assert table["wall"].tolist() == ["12 s", "12 s"]
+    assert table["figure"].tolist() == [str(fig_dir / "fig_a.png"), ""]
+    with pytest.raises(ValueError, match="claims: missing"):
+        plots.write_results({}, fig_dir, claims=claims.drop(columns="holds"))
+    # A notebook that has not run yet is listed as such.
+    table = summary("smoke")
+    assert (table.loc[table["notebook"] != nb.stem, "wall"] == "not run").all()

@@ -149,7 +149,8 @@ class RewardCDF:
 
         Args:
             rewards: rewards of policy samples; numpy array or torch tensor (returned alike).
-            prompt_index: prompt of each reward; omitted means axis 0 of ``rewards`` is prompts.
+            prompt_index: prompt of each reward (one int: the same prompt for all); omitted means
+                axis 0 of ``rewards`` is prompts.
             smoothing: "add_one" (authors, (1 + count)/(M + 1)) or "none" (count / M).
             strict: count r_m < t (the paper's F) or, when False, r_m <= t.
         """
@@ -180,6 +181,8 @@ class RewardCDF:
         if is_tensor(prompt_index):
             prompt_index = prompt_index.detach().cpu().numpy()
         rows = np.asarray(prompt_index)
+        if rows.ndim == 0:  # one prompt for every query
+            rows = np.broadcast_to(rows, t.shape)
         if rows.shape != t.shape:
             raise ValueError(
                 f"prompt_index: shape {rows.shape} does not match rewards shape {t.shape}"

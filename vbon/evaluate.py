@@ -30,6 +30,10 @@ __all__ = [
     "frontier_counts",
     "PolicyEvaluation",
     "evaluate_policy",
+    "SamplePool",
+    "sample_pool",
+    "evaluate_bon_on_task",
+    "evaluate_policy_on_task",
 ]
 
 
@@ -195,7 +199,11 @@ def bon_evaluate(
     cdf = ref_rewards if isinstance(ref_rewards, RewardCDF) else RewardCDF(ref_rewards)
     if cdf.num_prompts != prompts:
         raise ValueError(f"ref_rewards: {cdf.num_prompts} prompts, pool has {prompts}")
-    log_f = cdf.log_cdf(r)  # (P, S)
+    # F(y) + pi_ref(y) <= 1 holds for the true F; F_hat from M samples can break it when y is
+    # likely (e.g. a short, frequent completion), and the exact formula then exceeds log N.
+    # Clipping F_hat to 1 - pi_ref(y) keeps each term a valid BoN log-ratio.
+    with np.errstate(divide="ignore"):
+        log_f = np.minimum(cdf.log_cdf(r), np.log(-np.expm1(np.minimum(lp, -1e-300))))  # (P, S)
     win = win_rates(r, cdf)
     rng = np.random.default_rng(seed)
     rows_idx = np.arange(prompts)[:, None]
@@ -341,3 +349,163 @@ def evaluate_policy(
         rewards=rewards.reshape(len(prompts), k),
         texts=completions.texts,
     )
+
+
+# -- task level: what the analysis notebooks call -------------------------------------------------
+@dataclass
+class SamplePool:
+    """S fresh pi_ref samples per test prompt, scored: the pool BoN is evaluated from."""
+
+    prompts: list[str]
+    texts: list[list[str]]  # (P, S)
+    rewards: np.ndarray  # (P, S)
+    ref_logprobs: np.ndarray  # (P, S) sequence log pi_ref at the sampling temperature
+    ended: np.ndarray  # (P, S) EOS emitted
+    lengths: np.ndarray  # (P, S) completion tokens
+
+    def best_of(self, n: int) -> np.ndarray:
+        """Index of the BoN choice among each prompt's first n samples (ties: the first)."""
+        n = check_n(n, "n")
+        if n > self.rewards.shape[1]:
+            raise ValueError(f"n: {n} exceeds the pool of {self.rewards.shape[1]} per prompt")
+        return np.argmax(self.rewards[:, :n], axis=1)
+
+
+def sample_pool(
+    task: Any,
+    prompts: Sequence[str],
+    size: int,
+    *,
+    seed: int = 0,
+    batch_size: int = 64,
+    device: Any = None,
+) -> SamplePool:
+    """Draw ``size`` completions per prompt from the task's pi_ref with its sampling settings.
+
+    Scores them with the task's reward (EOS penalty included) and takes their sequence
+    log pi_ref at the sampling temperature, which the exact KL of BoN needs.
+    """
+
+    from vbon.models import cpu_threads
+
+    size = check_n(size, "size")
+    model, tokenizer = task.load_reference(device=device)
+    with cpu_threads(task.cpu_threads):
+        return _score_pool(task, list(prompts), size, model, tokenizer, seed, batch_size)
+
+
+def _score_pool(
+    task: Any, prompts: list[str], size: int, model: Any, tokenizer: Any, seed: int, batch_size: int
+) -> SamplePool:
+    from vbon.generation import completion_logprobs, sample
+
+    s = task.sampling
+    completions = sample(
+        model,
+        tokenizer,
+        list(prompts),
+        size,
+        max_new_tokens=s.max_new_tokens,
+        temperature=s.temperature,
+        top_k=s.top_k,
+        top_p=s.top_p,
+        batch_size=batch_size,
+        seed=seed,
+    )
+    repeated = [prompts[i] for i in completions.prompt_index]
+    rewards = task.reward_fn(repeated, completions.texts, eos=completions.ended)
+    lp = completion_logprobs(
+        model, completions, temperature=s.temperature, batch_size=batch_size
+    ).numpy()
+    shape = (len(prompts), size)
+    return SamplePool(
+        prompts=list(prompts),
+        texts=[completions.texts[i * size : (i + 1) * size] for i in range(len(prompts))],
+        rewards=np.asarray(rewards, dtype=float).reshape(shape),
+        ref_logprobs=lp.astype(float).reshape(shape),
+        ended=np.asarray(completions.ended).reshape(shape),
+        lengths=completions.lengths.reshape(shape),
+    )
+
+
+def evaluate_bon_on_task(
+    task: Any,
+    n_grid: Sequence[int],
+    *,
+    prompts: int,
+    m: int,
+    pool_size: int | None = None,
+    n_resamples: int = 8,
+    seed: int = 0,
+    ref_seed: int = 0,
+    progress: bool = True,
+) -> tuple[pd.DataFrame, SamplePool]:
+    """Best-of-N on the task's first ``prompts`` test prompts at each N (``bon_evaluate``).
+
+    The win rate and F come from the test reference cache (``m`` samples per prompt, the one
+    training's evaluation uses); the pool is fresh pi_ref samples (``pool_size``, default
+    2 max(n_grid)). Returns the table (N, reward, win_rate, kl, kl_bound, with standard errors,
+    plus eos_rate and length of the chosen samples) and the pool.
+    """
+    from vbon.reference import build_task_reference
+
+    ns = [check_n(n, "n_grid") for n in n_grid]
+    pool_size = 2 * max(ns) if pool_size is None else check_n(pool_size, "pool_size")
+    ref = build_task_reference(
+        task, "test", m, seed=ref_seed, max_prompts=prompts, progress=progress
+    )
+    pool = sample_pool(task, ref.prompts, pool_size, seed=seed + 104_729)
+    table = bon_evaluate(
+        pool.rewards, pool.ref_logprobs, ref.cdf(), ns, n_resamples=n_resamples, seed=seed
+    )
+    rows = np.arange(len(pool.prompts))
+    table["eos_rate"] = [float(pool.ended[rows, pool.best_of(n)].mean()) for n in ns]
+    table["length"] = [float(pool.lengths[rows, pool.best_of(n)].mean()) for n in ns]
+    return table, pool
+
+
+def evaluate_policy_on_task(
+    policy_path: Any,
+    task: Any,
+    *,
+    prompts: int,
+    m: int,
+    k: int = 4,
+    seed: int = 0,
+    ref_seed: int = 0,
+    win_method: Literal["all", "first"] = "all",
+    batch_size: int = 64,
+    progress: bool = True,
+) -> PolicyEvaluation:
+    """``evaluate_policy`` of a saved policy on the task's first ``prompts`` test prompts.
+
+    Uses the task's sampling settings (pass a task built with another ``temperature`` to
+    evaluate a policy away from its training temperature; the win rate is then against pi_ref
+    samples at that temperature and the KL is between the two tempered policies).
+    """
+    from vbon.models import cpu_threads, load_causal_lm
+    from vbon.reference import build_task_reference
+
+    ref = build_task_reference(
+        task, "test", m, seed=ref_seed, max_prompts=prompts, progress=progress
+    )
+    policy, tokenizer = load_causal_lm(policy_path)
+    reference, _ = task.load_reference()
+    s = task.sampling
+    with cpu_threads(task.cpu_threads):
+        return evaluate_policy(
+            policy,
+            reference,
+            tokenizer,
+            ref.prompts,
+            task.reward_fn,
+            ref.cdf(),
+            k=k,
+            max_new_tokens=s.max_new_tokens,
+            temperature=s.temperature,
+            top_k=s.top_k,
+            top_p=s.top_p,
+            batch_size=batch_size,
+            seed=seed,
+            win_method=win_method,
+        )

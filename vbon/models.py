@@ -47,6 +47,7 @@ __all__ = [
     "load_causal_lm",
     "load_reward_model",
     "load_tokenizer",
+    "cpu_threads",
     "resolve_device",
     "resolve_dtype",
 ]
@@ -120,6 +121,28 @@ def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torc
     if not isinstance(value, torch.dtype):
         raise ValueError(f"dtype must be a torch dtype, its name or 'auto', got {dtype!r}")
     return value
+
+
+@contextmanager
+def cpu_threads(threads: int | None):
+    """Run the block with ``threads`` torch intra-op threads on a CPU (None: leave as is).
+
+    The toy worlds' models are too small for intra-op parallelism to pay, and when another
+    process shares the cores, OpenMP threads that spin-wait for each other are preempted:
+    sampling measured 20x slower with 2 threads than with 1 beside one busy process. The smoke
+    profile therefore samples and trains with one thread; GPUs are unaffected.
+    """
+    if threads is None or torch.cuda.is_available():
+        yield
+        return
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ValueError(f"threads: must be an integer >= 1 or None, got {threads!r}")
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
@@ -224,6 +247,20 @@ def eos_flags(
             f"completion_ids must hold one id list per completion ({n}), got {len(completion_ids)}"
         )
     return np.array([any(int(t) in ids_set for t in ids) for ids in completion_ids], dtype=bool)
+
+
+REWARD_DECIMALS = 5
+
+
+def settle(scores: np.ndarray) -> np.ndarray:
+    """Rewards rounded to ``REWARD_DECIMALS`` decimals: the same text must get the same reward.
+
+    A reward model's output for one text moves by ~1e-6 with the batch it is scored in (padding
+    changes the kernels' summation order). F_hat counts reference rewards strictly below r and
+    win rates count ties as 1/2, so that noise would turn ties between identical completions
+    (common when pi_ref repeats itself, as on toy-tldr) into arbitrary wins and losses.
+    """
+    return np.round(np.asarray(scores, dtype=np.float64), REWARD_DECIMALS)
 
 
 class RewardModel(ABC):
@@ -355,7 +392,7 @@ class ClassifierReward(RewardModel):
             if self.output == "prob":
                 logits = logits.softmax(-1)
             out[i : i + len(enc["input_ids"])] = logits[:, self.label_index].cpu().numpy()
-        return out
+        return settle(out)
 
 
 @contextmanager
@@ -453,7 +490,7 @@ class SequenceReward(RewardModel):
         scores = self.score_ids(enc)
         if self.eos_penalty is not None:
             scores = np.where(flags, scores, self.eos_penalty)
-        return scores
+        return settle(scores)
 
 
 def load_reward_model(

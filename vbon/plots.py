@@ -49,9 +49,46 @@ def save_figure(fig: plt.Figure, data: pd.DataFrame, directory: Path | str, name
     return directory / f"{name}.png"
 
 
-def write_results(results: dict[str, Any], directory: Path | str) -> Path:
-    """``results.json`` beside the figures: the numbers a notebook's checks were made on."""
+def write_results(
+    results: dict[str, Any],
+    directory: Path | str,
+    *,
+    notebook: str | None = None,
+    claims: pd.DataFrame | None = None,
+) -> Path:
+    """``results.json`` beside the figures: the numbers a notebook's checks were made on.
+
+    Args:
+        results: the notebook's numbers (JSON-serialisable; numpy scalars become floats).
+        directory: where the notebook's figures are.
+        notebook: the notebook's name (e.g. "04_imdb_analysis"), so ``vbon reproduce`` can
+            find the file.
+        claims: the notebook's checks, one row per claim with columns ``claim``, ``evidence``,
+            ``holds`` and optionally ``figure`` (the figure that shows it); ``vbon reproduce``
+            prints them as the run's verdicts.
+    """
+    out = dict(results)
+    if notebook is not None:
+        out["notebook"] = notebook
+    if claims is not None:
+        missing = {"claim", "evidence", "holds"} - set(claims.columns)
+        if missing:
+            raise ValueError(f"claims: missing column(s) {sorted(missing)}")
+        table = claims.assign(holds=claims["holds"].astype(bool))
+        if "figure" not in table.columns:
+            table = table.assign(figure="")
+        out["claims"] = (
+            table[["claim", "evidence", "holds", "figure"]].fillna("").to_dict("records")
+        )
     path = Path(directory) / "results.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(results, indent=2, sort_keys=True, default=float) + "\n")
+    path.write_text(json.dumps(out, indent=2, sort_keys=True, default=_jsonable) + "\n")
     return path
+
+
+def _jsonable(value: Any) -> Any:
+    if hasattr(value, "item"):  # numpy scalars
+        return value.item()
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    return str(value)

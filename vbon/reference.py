@@ -16,6 +16,7 @@ sampled with its own seed, so a resumed cache equals an uninterrupted one. Under
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -32,6 +33,7 @@ from tqdm.auto import tqdm
 
 from vbon.cdf import RewardCDF
 from vbon.generation import check_sampling, completion_logprobs, sample
+from vbon.models import REWARD_DECIMALS
 
 __all__ = [
     "ReferenceSpec",
@@ -398,7 +400,12 @@ def task_reference_spec(
     if split not in ("train", "test"):
         raise ValueError(f"split: expected 'train' or 'test', got {split!r}")
     reward = json.dumps(
-        {"id": task.reward_id, "eos_penalty": task.sampling.eos_penalty, **task.reward_kwargs},
+        {
+            "id": task.reward_id,
+            "eos_penalty": task.sampling.eos_penalty,
+            "decimals": REWARD_DECIMALS,  # a change of rounding must not reuse old rewards
+            **task.reward_kwargs,
+        },
         sort_keys=True,
         default=str,
     )
@@ -446,17 +453,34 @@ def build_task_reference(
     )
     directory = root / spec.key()
     manifest = directory / "manifest.json"
-    if manifest.is_file() and json.loads(manifest.read_text()).get("complete"):
+
+    def complete() -> bool:
+        return manifest.is_file() and json.loads(manifest.read_text()).get("complete", False)
+
+    if complete():
         return ReferenceCache(directory)
-    model, tokenizer = task.load_reference(device=device)
-    reward_model = task.load_reward_model(device=device)
-    return build_reference_cache(
-        prompts,
-        spec,
-        model=model,
-        tokenizer=tokenizer,
-        reward_fn=reward_model,
-        root=root,
-        batch_size=batch_size,
-        progress=progress,
-    )
+    # Independent processes (a parallel sweep) that need the same cache wait for the one building
+    # it instead of sampling it twice. Under accelerate the processes build it together, sharded.
+    lock: Any = contextlib.nullcontext()
+    if _process_info()[1] == 1:
+        from filelock import FileLock
+
+        root.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(str(directory) + ".lock")
+    from vbon.models import cpu_threads
+
+    with lock, cpu_threads(getattr(task, "cpu_threads", None)):
+        if complete():
+            return ReferenceCache(directory)
+        model, tokenizer = task.load_reference(device=device)
+        reward_model = task.load_reward_model(device=device)
+        return build_reference_cache(
+            prompts,
+            spec,
+            model=model,
+            tokenizer=tokenizer,
+            reward_fn=reward_model,
+            root=root,
+            batch_size=batch_size,
+            progress=progress,
+        )

@@ -12,6 +12,7 @@ import re
 import time
 from pathlib import Path
 
+import pandas as pd
 import yaml
 
 from vbon import paths
@@ -83,4 +84,68 @@ def reproduce(profile: str = "smoke", only: list[str] | None = None, resume: boo
         print(f"[vbon] {notebook.name}: {timings[notebook.name]:.0f} s")
     total = sum(timings.values())
     print(f"[vbon] done: {len(timings)} notebook(s) in {total:.0f} s; outputs in {out_dir}")
+    print(summary(profile, only).to_string(index=False))
     return timings
+
+
+def _results_by_notebook(profile: str) -> dict[str, tuple[Path, dict]]:
+    found: dict[str, tuple[Path, dict]] = {}
+    for path in sorted(paths.runs_dir(profile).glob("**/results.json")):
+        try:
+            data = json.loads(path.read_text())
+        except json.JSONDecodeError:
+            continue
+        if isinstance(data, dict) and "notebook" in data:
+            found[data["notebook"]] = (path, data)
+    return found
+
+
+def summary(profile: str = "smoke", only: list[str] | None = None) -> pd.DataFrame:
+    """The run's verdict on each paper claim, with its figure and its notebook's wall time.
+
+    Reads each executed notebook in runs/<profile>/notebooks/ (papermill's recorded duration)
+    and the ``claims`` its ``results.json`` holds (``vbon.plots.write_results``). One row per
+    claim; a notebook without claims or not yet executed gets one row saying so.
+    """
+    out_dir = paths.runs_dir(profile) / "notebooks"
+    results = _results_by_notebook(profile)
+    rows = []
+    for notebook in notebook_sequence(only):
+        output = out_dir / notebook.name
+        seconds = None
+        if output.is_file():
+            meta = json.loads(output.read_text()).get("metadata", {}).get("papermill", {})
+            seconds = meta.get("duration")
+        wall = "not run" if seconds is None else f"{seconds:.0f} s"
+        path, data = results.get(notebook.stem, (None, {}))
+        claims = data.get("claims") or []
+        if not claims:
+            rows.append(
+                {
+                    "notebook": notebook.stem,
+                    "wall": wall,
+                    "claim": "(no claims recorded)",
+                    "verdict": "",
+                    "figure": "",
+                }
+            )
+        for c in claims:
+            figure = c.get("figure") or ""
+            if figure and path is not None:
+                figure_path = path.parent / figure
+                root = paths.repo_root()
+                figure = str(
+                    figure_path.relative_to(root)
+                    if figure_path.is_relative_to(root)
+                    else figure_path
+                )
+            rows.append(
+                {
+                    "notebook": notebook.stem,
+                    "wall": wall,
+                    "claim": c["claim"],
+                    "verdict": "holds" if c["holds"] else "does not hold",
+                    "figure": figure,
+                }
+            )
+    return pd.DataFrame(rows, columns=["notebook", "wall", "claim", "verdict", "figure"])

@@ -122,6 +122,12 @@ class Task:
             self.reward_id, dtype=dtype, device=device, batch_size=batch_size, **options
         )
 
+    @property
+    def cpu_threads(self) -> int | None:
+        """torch CPU threads for sampling and scoring this task's models: 1 on the toy worlds
+        (smoke; see ``vbon.models.cpu_threads``), torch's default otherwise."""
+        return 1 if self.profile == "smoke" else None
+
     @cached_property
     def reward_model(self) -> RewardModel:
         """The reward model loaded with default device and dtype, on first use."""

@@ -88,10 +88,10 @@ class TldrSettings:
     dim: int = 128
     heads: int = 4
     positions: int = 256
-    sft_steps: int = 500
+    sft_steps: int = 400
     sft_batch: int = 32
     sft_lr: float = 3e-3
-    rm_steps: int = 400
+    rm_steps: int = 320
     rm_batch: int = 5
     rm_lr: float = 1e-3
     n_quality: int = 128

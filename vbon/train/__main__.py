@@ -1,6 +1,10 @@
-"""``python -m vbon.train [flags]`` and ``accelerate launch [--num_processes 2 --cpu] -m vbon.train``.
+"""``python -m vbon.train [flags]`` and ``accelerate launch [...] -m vbon.train [flags]``.
 
-The same flags as ``vbon train``; prints the run directory and the final metrics as JSON.
+The same flags as ``vbon train``; prints the run directory and the final metrics as JSON (from the
+main process). Several processes: ``accelerate launch --num_processes 2 --multi_gpu -m vbon.train``
+on GPUs; on a machine without GPUs the same command runs two CPU processes (torchrun, gloo), as
+the trainer asks accelerate for the CPU there. (accelerate 1.15's ``--cpu --num_processes 2`` goes
+through mpirun and, without an MPI hostfile, starts a single process.)
 """
 
 from __future__ import annotations

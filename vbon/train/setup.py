@@ -121,7 +121,8 @@ def build_setup(config: Any, device: Any = None) -> TrainSetup:
     if config.task == "enumerable":
         from vbon.train.enumerable import EnumerableWorld
 
-        return EnumerableWorld(seed=config.seed, **config.task_overrides).setup(config)
+        # The world (pi_ref, reward) is fixed by its own seed, not by the training seed.
+        return EnumerableWorld(**{"seed": 0, **config.task_overrides}).setup(config)
 
     from vbon.reference import build_task_reference
     from vbon.tasks import get_task
@@ -143,18 +144,9 @@ def build_setup(config: Any, device: Any = None) -> TrainSetup:
 
     train_cdf = None
     sft = None
-    if config.method in ("vbon", "vbon_exact"):
-        cache = build_task_reference(
-            task,
-            "train",
-            config.m,
-            seed=config.ref_seed,
-            max_prompts=len(prompts),
-            device=device,
-            progress=config.progress,
-        )
-        train_cdf = cache.cdf(max_m=config.max_m)
-    elif config.method == "bon_sft":
+    if config.method in ("vbon", "vbon_exact", "bon_sft"):
+        # One cache, texts kept, serves F_hat (vbon) and the BoN targets (bon_sft): the
+        # reference samples are drawn once per (task, M, seed) whichever method asks first.
         cache = build_task_reference(
             task,
             "train",
@@ -165,13 +157,16 @@ def build_setup(config: Any, device: Any = None) -> TrainSetup:
             progress=config.progress,
             keep_texts=True,
         )
-        sft = bon_sft_examples(
-            cache.column("texts"),
-            cache.rewards(),
-            cache.column("ended"),
-            config.n,
-            config.sft_groups,
-        )
+        if config.method == "bon_sft":
+            sft = bon_sft_examples(
+                cache.column("texts"),
+                cache.rewards(),
+                cache.column("ended"),
+                config.n,
+                config.sft_groups,
+            )
+        else:
+            train_cdf = cache.cdf(max_m=config.max_m)
     test_prompts = list(task.test_prompts)[: config.eval_prompts]
     test_ref = None
     if config.evaluate:

@@ -1,0 +1,165 @@
+"""Resumable sweeps: many ``TrainConfig`` runs, one results table.
+
+The paper's figures come from sweeps (vbon over N = 1/beta + 1, kl_rl over beta, bon_sft over
+n, a few seeds). ``run_sweep`` trains each config in turn through ``vbon.train.train``: a run
+that already finished is loaded, not retrained, and an interrupted one continues from its last
+checkpoint, so rerunning a notebook after a crash redoes at most the run in progress.
+
+    configs = grid(TrainConfig(task="imdb", method="vbon"), n=[2, 8, 32], seed=[0, 1])
+    table = run_sweep(configs)    # one row per run: method, N, beta, reward, win rate, KL, ...
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import pandas as pd
+
+from vbon.train.config import TrainConfig
+
+__all__ = ["grid", "run_sweep", "result_row", "RESULT_COLUMNS"]
+
+# The columns every sweep table starts with (the metrics follow in evaluate_policy's order).
+RESULT_COLUMNS = (
+    "method",
+    "algorithm",
+    "n",
+    "beta",
+    "seed",
+    "m",
+    "max_m",
+    "steps",
+    "reward",
+    "reward_se",
+    "win_rate",
+    "win_rate_se",
+    "kl",
+    "kl_se",
+    "kl_k1",
+    "kl_k1_se",
+    "eos_rate",
+    "length",
+)
+
+
+def grid(base: TrainConfig, **axes: Sequence[Any]) -> list[TrainConfig]:
+    """Configs for every combination of the given field values (the last axis varies fastest).
+
+    ``grid(base, n=[2, 8], seed=[0, 1])`` gives four configs. For vbon, ``n`` and ``beta`` are
+    one setting: varying one re-derives the other (``TrainConfig.replace``).
+    """
+    if not isinstance(base, TrainConfig):
+        raise ValueError(f"base: expected a TrainConfig, got {type(base).__name__}")
+    for name, values in axes.items():
+        if isinstance(values, str) or not isinstance(values, Iterable):
+            raise ValueError(f"{name}: expected a list of values, got {values!r}")
+    names = list(axes)
+    return [
+        base.replace(**dict(zip(names, combo, strict=True)))
+        for combo in itertools.product(*(list(axes[n]) for n in names))
+    ]
+
+
+def result_row(result: Any) -> dict[str, Any]:
+    """One sweep-table row of a ``TrainResult``: what the run was, then its final evaluation."""
+    cfg: TrainConfig = result.config
+    row: dict[str, Any] = {
+        "method": cfg.method,
+        "algorithm": None if cfg.method == "bon_sft" else cfg.algorithm,
+        "n": None if cfg.method == "kl_rl" else cfg.n,
+        "beta": None if cfg.method == "bon_sft" else cfg.beta,
+        "seed": cfg.seed,
+        "m": cfg.m,
+        "max_m": cfg.max_m,
+        "steps": cfg.steps,
+    }
+    metrics = {k: v for k, v in result.metrics.items() if k not in ("step", "phase")}
+    row.update(metrics)
+    row["run_name"] = result.run_dir.name
+    row["run_dir"] = str(result.run_dir)
+    return row
+
+
+def _train_row(config: dict[str, Any]) -> dict[str, Any]:
+    """Train one config (in this or a worker process) and return its table row."""
+    from vbon.train.loop import train
+
+    t0 = time.perf_counter()
+    result = train(TrainConfig.from_dict(config))
+    row = result_row(result)
+    row["trained"] = not result.loaded
+    row["seconds"] = time.perf_counter() - t0
+    return row
+
+
+def run_sweep(
+    configs: Sequence[TrainConfig],
+    *,
+    workers: int = 1,
+    progress: bool = True,
+    resume: bool = True,
+) -> pd.DataFrame:
+    """Train every config (finished runs are loaded) and return one row per run.
+
+    Args:
+        configs: the runs, e.g. from :func:`grid`; each must have a distinct run directory.
+        workers: runs trained at once, each in its own process. On a CPU the smoke profile
+            trains with one thread per run, so ``workers`` = the number of cores uses them all;
+            on one GPU keep 1. Reference caches two runs share are built once (file lock).
+        progress: a tqdm bar over runs (with ``workers == 1`` each run also shows its own).
+        resume: continue interrupted runs from their last checkpoint (the config's
+            ``save_every`` sets how much an interruption can lose).
+
+    Returns:
+        A DataFrame in the order of ``configs``: ``RESULT_COLUMNS`` first, then the remaining
+        final metrics, the run name and directory, ``trained`` (False when the run was loaded)
+        and ``seconds``.
+    """
+    from tqdm.auto import tqdm
+
+    configs = list(configs)
+    for i, cfg in enumerate(configs):
+        if not isinstance(cfg, TrainConfig):
+            raise ValueError(f"configs[{i}]: expected a TrainConfig, got {type(cfg).__name__}")
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers: must be an integer >= 1, got {workers!r}")
+    dirs = [cfg.run_dir() for cfg in configs]
+    if len(set(dirs)) != len(dirs):
+        dup = next(d for d in dirs if dirs.count(d) > 1)
+        raise ValueError(f"configs: two configs share the run directory {dup}")
+    parallel = workers > 1 and len(configs) > 1
+    jobs = [
+        cfg.replace(resume=resume, progress=cfg.progress and not parallel).to_dict()
+        for cfg in configs
+    ]
+    bar = tqdm(total=len(jobs), desc="sweep", unit="run", disable=not progress)
+    rows: list[dict[str, Any]] = [{} for _ in jobs]
+    if not parallel:
+        for i, job in enumerate(jobs):
+            bar.set_postfix_str(configs[i].default_run_name().rsplit("-", 1)[0])
+            rows[i] = _train_row(job)
+            bar.update()
+    else:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        # spawn: a forked torch process can deadlock in OpenMP, and notebooks' kernels are
+        # threaded; the workers import vbon afresh.
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=context) as pool:
+            futures = {pool.submit(_train_row, job): i for i, job in enumerate(jobs)}
+            for future in as_completed(futures):
+                i = futures[future]
+                try:
+                    rows[i] = future.result()
+                except Exception as exc:
+                    raise RuntimeError(f"sweep: run {dirs[i].name} failed: {exc}") from exc
+                bar.set_postfix_str(dirs[i].name.rsplit("-", 1)[0])
+                bar.update()
+    bar.close()
+    table = pd.DataFrame(rows)
+    first = [c for c in RESULT_COLUMNS if c in table.columns]
+    return table[first + [c for c in table.columns if c not in first]]
