@@ -115,3 +115,45 @@ def test_reproduce_summary_reads_claims_and_wall_time(tmp_path, monkeypatch) -> 
     # A notebook that has not run yet is listed as such.
     table = summary("smoke")
     assert (table.loc[table["notebook"] != nb.stem, "wall"] == "not run").all()
+
+
+def _tiny_notebook(path, source: str) -> None:
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    params = nbformat.v4.new_code_cell('profile: str = "smoke"  # run profile')
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [params, nbformat.v4.new_code_cell(source)]
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
+    nb.metadata["language_info"] = {"name": "python"}
+    nbformat.write(nb, path)
+
+
+def test_reproduce_stops_at_the_first_failure_and_resumes(tmp_path, monkeypatch, capsys) -> None:
+    from vbon.reproduce import reproduce
+
+    books = tmp_path / "notebooks"
+    books.mkdir()
+    _tiny_notebook(books / "01_ok.ipynb", "print('fine')")
+    _tiny_notebook(books / "02_broken.ipynb", "raise ValueError('the cause')")
+    _tiny_notebook(books / "03_never.ipynb", "print('not reached')")
+    monkeypatch.setattr(paths, "notebooks_dir", lambda: books)
+    monkeypatch.setattr(paths, "runs_dir", lambda profile: tmp_path / "runs" / profile)
+    monkeypatch.setattr(paths, "params_dir", lambda profile: tmp_path / "params" / profile)
+
+    with pytest.raises(
+        RuntimeError, match=r"02_broken.ipynb failed in cell .*ValueError: the cause"
+    ):
+        reproduce("smoke")
+    out = tmp_path / "runs" / "smoke" / "notebooks"
+    assert (out / "01_ok.ipynb").is_file() and not (out / "03_never.ipynb").exists()
+
+    (books / "02_broken.ipynb").unlink()
+    _tiny_notebook(books / "02_broken.ipynb", "print('fixed')")
+    timings = reproduce("smoke", resume=True)
+    assert "already executed, skipped" in capsys.readouterr().out
+    assert sorted(timings) == ["02_broken.ipynb", "03_never.ipynb"]

@@ -249,18 +249,23 @@ def eos_flags(
     return np.array([any(int(t) in ids_set for t in ids) for ids in completion_ids], dtype=bool)
 
 
-REWARD_DECIMALS = 5
+REWARD_DIGITS = 6  # significant digits kept of every reward
 
 
 def settle(scores: np.ndarray) -> np.ndarray:
-    """Rewards rounded to ``REWARD_DECIMALS`` decimals: the same text must get the same reward.
+    """Rewards rounded to ``REWARD_DIGITS`` significant digits: the same text, the same reward.
 
-    A reward model's output for one text moves by ~1e-6 with the batch it is scored in (padding
-    changes the kernels' summation order). F_hat counts reference rewards strictly below r and
-    win rates count ties as 1/2, so that noise would turn ties between identical completions
-    (common when pi_ref repeats itself, as on toy-tldr) into arbitrary wins and losses.
+    A reward model's output for one text moves in its 7th digit with the batch it is scored in
+    (padding changes the kernels' summation order). F_hat counts reference rewards strictly
+    below r and win rates count ties as 1/2, so that noise would turn ties between identical
+    completions (common when pi_ref repeats itself, as on toy-tldr) into arbitrary wins and
+    losses. Significant digits, not decimals: p(POS) or an untrained head can be 1e-5.
     """
-    return np.round(np.asarray(scores, dtype=np.float64), REWARD_DECIMALS)
+    x = np.asarray(scores, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        exponent = np.floor(np.log10(np.abs(x)))
+    scale = 10.0 ** (REWARD_DIGITS - 1 - np.where(np.isfinite(exponent), exponent, 0.0))
+    return np.round(x * scale) / scale
 
 
 class RewardModel(ABC):

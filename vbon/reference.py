@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 
 from vbon.cdf import RewardCDF
 from vbon.generation import check_sampling, completion_logprobs, sample
-from vbon.models import REWARD_DECIMALS
+from vbon.models import REWARD_DIGITS
 
 __all__ = [
     "ReferenceSpec",
@@ -403,7 +403,8 @@ def task_reference_spec(
         {
             "id": task.reward_id,
             "eos_penalty": task.sampling.eos_penalty,
-            "decimals": REWARD_DECIMALS,  # a change of rounding must not reuse old rewards
+            # a change of rounding must not reuse old rewards
+            "digits": REWARD_DIGITS,
             **task.reward_kwargs,
         },
         sort_keys=True,

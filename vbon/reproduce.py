@@ -47,7 +47,8 @@ def _completed(output: Path) -> bool:
     if not output.is_file():
         return False
     meta = json.loads(output.read_text()).get("metadata", {}).get("papermill", {})
-    return meta.get("exception") is False and meta.get("end_time") is not None
+    # papermill records exception True on failure and None (not False) on success.
+    return not meta.get("exception") and meta.get("end_time") is not None
 
 
 def reproduce(profile: str = "smoke", only: list[str] | None = None, resume: bool = False) -> dict:
