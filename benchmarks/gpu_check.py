@@ -24,30 +24,9 @@ from typing import Any
 
 import numpy as np
 import torch
+from _words import word_reward, word_tokenizer  # benchmarks/ is on sys.path
 
 N_BON = 8
-
-
-def _word_tokenizer(vocab: int) -> Any:
-    """A word-level tokenizer over "w0".."w<vocab-1>" (no hub tokenizer needed)."""
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
-    tk = Tokenizer(models.WordLevel({f"w{i}": i for i in range(vocab)}, unk_token="w0"))
-    tk.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    eos = f"w{vocab - 1}"
-    return PreTrainedTokenizerFast(
-        tokenizer_object=tk, eos_token=eos, pad_token=eos, padding_side="left"
-    )
-
-
-def _reward(prompts: list[str], completions: list[str], **_: Any) -> np.ndarray:
-    """r(y) = share of completion words whose id is a multiple of 5."""
-    out = np.empty(len(completions))
-    for j, text in enumerate(completions):
-        ids = [int(w[1:]) for w in text.split()]
-        out[j] = np.mean([i % 5 == 0 for i in ids]) if ids else 0.0
-    return out
 
 
 def model_specs(tiny: bool) -> list[dict[str, Any]]:
@@ -167,7 +146,7 @@ def _build(spec: dict[str, Any], device: torch.device) -> tuple[Any, Any, list[s
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_config(config).to(device).eval()
     model.generation_config.eos_token_id = model.generation_config.pad_token_id = vocab - 1
-    tok = _word_tokenizer(vocab)
+    tok = word_tokenizer(vocab)
     rng = np.random.default_rng(0)
     prompts = [
         " ".join(f"w{i}" for i in rng.integers(0, vocab - 1, spec["prompt_len"]))
@@ -222,7 +201,7 @@ def check_model(spec: dict[str, Any], deadline: float, device: torch.device) -> 
         }
     )
     print(_line(rows[-1]), flush=True)
-    ref_rewards = _reward([prompts[i] for i in refs.prompt_index], refs.texts)
+    ref_rewards = word_reward([prompts[i] for i in refs.prompt_index], refs.texts)
     cdf = RewardCDF(ref_rewards.reshape(len(prompts), spec["m"]))
 
     for algorithm in ("rloo", "ppo"):
@@ -235,7 +214,7 @@ def check_model(spec: dict[str, Any], deadline: float, device: torch.device) -> 
         setup = TrainSetup(
             policy=model,
             tokenizer=tok,
-            reward_fn=_reward,
+            reward_fn=word_reward,
             train_prompts=prompts,
             test_prompts=prompts[:1],
             sampling=Sampling(spec["new_tokens"]),

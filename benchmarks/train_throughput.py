@@ -33,36 +33,13 @@ import time
 from typing import Any
 
 import numpy as np
+from _words import word_reward, word_tokenizer  # benchmarks/ is on sys.path
 
 N_BON = 8  # vBoN's N: beta = 1/(N-1)
 GPT2_VOCAB = 50257
 
 
 # -- worlds -------------------------------------------------------------------------------------
-def _word_tokenizer(vocab: int) -> Any:
-    """A word-level tokenizer over "w0".."w<vocab-1>" (the hub's GPT-2 tokenizer is offline)."""
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
-    tk = Tokenizer(models.WordLevel({f"w{i}": i for i in range(vocab)}, unk_token="w0"))
-    tk.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    eos = f"w{vocab - 1}"
-    return PreTrainedTokenizerFast(
-        tokenizer_object=tk, eos_token=eos, pad_token=eos, padding_side="left"
-    )
-
-
-class _WordReward:
-    """r(y) = share of completion words whose id is a multiple of 5 (a cheap, real reward)."""
-
-    def __call__(self, prompts: list[str], completions: list[str], **_: Any) -> np.ndarray:
-        out = np.empty(len(completions))
-        for j, text in enumerate(completions):
-            ids = [int(w[1:]) for w in text.split()]
-            out[j] = np.mean([i % 5 == 0 for i in ids]) if ids else 0.0
-        return out
-
-
 def build_world(name: str, batch_prompts: int, m: int, max_new_tokens: int) -> dict[str, Any]:
     """Policy, tokenizer, reward, prompts and F_hat (reference rewards) of a benchmark world."""
     import torch
@@ -90,7 +67,7 @@ def build_world(name: str, batch_prompts: int, m: int, max_new_tokens: int) -> d
     if name == "gpt2-small":
         from transformers import GPT2Config, GPT2LMHeadModel
 
-        tok = _word_tokenizer(GPT2_VOCAB)
+        tok = word_tokenizer(GPT2_VOCAB)
         torch.manual_seed(0)
         config = GPT2Config(  # GPT-2 small: 12 layers, 768 wide, 12 heads, 50,257 tokens
             vocab_size=GPT2_VOCAB,
@@ -110,7 +87,7 @@ def build_world(name: str, batch_prompts: int, m: int, max_new_tokens: int) -> d
         prompts = [
             " ".join(f"w{i}" for i in rng.integers(0, 5000, 6)) for _ in range(batch_prompts)
         ]
-        reward = _WordReward()
+        reward = word_reward
         refs = sample(
             policy, tok, prompts, m, max_new_tokens=max_new_tokens, batch_size=256, seed=0
         )

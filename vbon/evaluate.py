@@ -459,8 +459,9 @@ def evaluate_bon_on_task(
         pool.rewards, pool.ref_logprobs, ref.cdf(), ns, n_resamples=n_resamples, seed=seed
     )
     rows = np.arange(len(pool.prompts))
-    table["eos_rate"] = [float(pool.ended[rows, pool.best_of(n)].mean()) for n in ns]
-    table["length"] = [float(pool.lengths[rows, pool.best_of(n)].mean()) for n in ns]
+    chosen = [(rows, pool.best_of(n)) for n in ns]
+    table["eos_rate"] = [float(pool.ended[pick].mean()) for pick in chosen]
+    table["length"] = [float(pool.lengths[pick].mean()) for pick in chosen]
     return table, pool
 
 

@@ -513,10 +513,7 @@ def train(config: TrainConfig, setup: TrainSetup | None = None) -> TrainResult:
     run_dir = config.run_dir()
     if not config.overwrite and _finished(run_dir, config):
         return load_run(run_dir)
-    threads = torch.get_num_threads()
-    if config.cpu_threads is not None and not torch.cuda.is_available():
-        torch.set_num_threads(config.cpu_threads)
-    try:
+    from vbon.models import cpu_threads
+
+    with cpu_threads(config.cpu_threads):
         return _Run(config, setup).run()
-    finally:
-        torch.set_num_threads(threads)

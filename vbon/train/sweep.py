@@ -139,7 +139,7 @@ def run_sweep(
     rows: list[dict[str, Any]] = [{} for _ in jobs]
     if not parallel:
         for i, job in enumerate(jobs):
-            bar.set_postfix_str(configs[i].default_run_name().rsplit("-", 1)[0])
+            bar.set_postfix_str(dirs[i].name.rsplit("-", 1)[0])
             rows[i] = _train_row(job)
             bar.update()
     else:
