@@ -22,15 +22,18 @@ def is_tensor(x: Any) -> bool:
     return torch is not None and isinstance(x, torch.Tensor)
 
 
-def as_float64(x: Any, name: str, *, allow_inf: bool = True) -> np.ndarray:
-    """``x`` as a float64 ndarray; ValueError naming ``name`` on NaN (or inf when not allowed)."""
+def as_float64(x: Any, name: str, *, allow_inf: bool = True, check_nan: bool = True) -> np.ndarray:
+    """``x`` as a float64 ndarray; ValueError naming ``name`` on NaN (or inf when not allowed).
+
+    ``check_nan=False`` is for callers that find NaN in a pass they make anyway.
+    """
     if is_tensor(x):
         x = x.detach().to("cpu", dtype=torch.float64).numpy()
     try:
         arr = np.asarray(x, dtype=np.float64)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{name}: expected numbers, got {type(x).__name__} ({exc})") from None
-    if np.isnan(arr).any():
+    if check_nan and np.isnan(arr).any():
         raise ValueError(f"{name}: contains NaN")
     if not allow_inf and np.isinf(arr).any():
         raise ValueError(f"{name}: contains inf")
