@@ -27,7 +27,7 @@ from vbon.evaluate import (
     win_rate,
     win_rates,
 )
-from vbon.generation import Completions, completion_logprobs, sample
+from vbon.generation import Completions, completion_logprobs, draw_tokens, sample
 
 VOCAB = 3
 LENGTH = 3
@@ -116,6 +116,57 @@ def test_sampling_matches_model_probabilities(world) -> None:
     p = world["p_pol"] / world["p_pol"].sum()
     se = np.sqrt(p * (1 - p) / 3000)
     assert np.all(np.abs(freq - p) < 5 * se + 1e-3)
+
+
+def test_draw_tokens_frequencies_and_zero_probability_tokens() -> None:
+    """draw_tokens (one uniform per row against the float64 CDF) samples softmax(logits / T):
+    frequencies within 5 standard errors, tokens of probability 0 never drawn."""
+    torch.manual_seed(0)
+    logits = torch.tensor([[2.0, -float("inf"), 0.0, 1.0, -float("inf")]]).repeat(40_000, 1)
+    for temperature in (1.0, 0.5):
+        p = torch.softmax(logits[0] / temperature, -1).double().numpy()
+        got = draw_tokens(logits, temperature).numpy()
+        freq = np.bincount(got, minlength=5) / len(got)
+        se = np.sqrt(p * (1 - p) / len(got))
+        assert freq[1] == 0 and freq[4] == 0
+        assert np.all(np.abs(freq - p) < 5 * se + 1e-12), (freq, p)
+
+
+def test_padded_batch_samples_each_prompt_from_its_own_distribution(world) -> None:
+    """Prompts of different lengths share a left-padded batch: the shorter prompt's samples
+    must follow pi(. | its prompt), which only holds if the decoding loop's position ids count
+    from the first real token (its attention mask must skip the padding too, an error this tiny
+    world is too weak to show)."""
+    seqs = world["seqs"]
+    model = tiny_lm(2)
+    with torch.no_grad():  # positions matter: a shifted prompt moves the distribution (TV 0.3)
+        model.transformer.wpe.weight.mul_(20.0)
+    short = Completions(
+        prompt_index=np.zeros(len(seqs), dtype=np.int64),
+        prompt_ids=torch.tensor([[2]]).repeat(len(seqs), 1),  # "c"
+        prompt_mask=torch.ones(len(seqs), 1, dtype=torch.long),
+        token_ids=seqs,
+        mask=torch.ones_like(seqs, dtype=torch.bool),
+        ended=np.zeros(len(seqs), dtype=bool),
+        texts=[""] * len(seqs),
+    )
+    temperature = 1.5
+    p = completion_logprobs(model, short, temperature=temperature).exp().double().numpy()
+    c = sample(
+        model,
+        world["tok"],
+        ["c", "b c a b a"],
+        3000,
+        max_new_tokens=LENGTH,
+        temperature=temperature,
+        seed=3,
+        batch_size=6000,  # one batch holds both prompts, the short one left-padded
+    )
+    rows = c.prompt_index == 0
+    index = (c.token_ids[torch.from_numpy(rows)] * torch.tensor([9, 3, 1])).sum(1).numpy()
+    freq = np.bincount(index, minlength=27) / rows.sum()
+    se = np.sqrt(p * (1 - p) / rows.sum())
+    assert np.all(np.abs(freq - p / p.sum()) < 5 * se + 1e-3)
 
 
 def test_kl_estimators_agree_with_exact(world) -> None:

@@ -111,9 +111,10 @@ def test_spec_key_changes_with_every_setting() -> None:
         {"top_k": 5},
         {"split": "test"},
         {"prompts_sha": "x"},
+        {"sampler": "multinomial"},
     ]:
         keys.add(ReferenceSpec(**{**base.__dict__, **change}).key())
-    assert len(keys) == 10
+    assert len(keys) == 11
     with pytest.raises(ValueError, match="temperature"):
         ReferenceSpec(
             task="imdb",

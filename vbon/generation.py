@@ -9,17 +9,19 @@ came from (top_k/top_p truncation is not applied to them; the paper uses neither
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
-from transformers import GenerationConfig, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import DynamicCache, GenerationConfig, PreTrainedModel, PreTrainedTokenizerBase
 
 __all__ = [
     "Completions",
     "check_sampling",
+    "draw_tokens",
     "sample",
     "token_logprobs",
     "completion_logprobs",
@@ -95,6 +97,80 @@ def _left_padded(rows: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.T
     return ids, att
 
 
+# Names the sampling procedure of ``sample`` (part of the reference-cache key): "cdf" is
+# ``draw_tokens`` in ``_decode`` for plain sampling; generate's multinomial drew the caches before.
+SAMPLER = "cdf"
+
+
+def draw_tokens(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """One token id per row of ``logits`` (B, V), drawn from softmax(logits / temperature).
+
+    By inverting each row's CDF with one uniform variate: torch.multinomial, which ``generate``
+    uses, draws an exponential variate per vocabulary entry, 15x the cost on CPU at GPT-2's
+    50k-token vocabulary. The softmax is float32 (as in ``generate``); the CDF is summed in
+    float64, so that its rounding over 50k entries biases no token measurably.
+    """
+    probs = torch.softmax(logits.float() / temperature, dim=-1)
+    cdf = probs.double().cumsum_(dim=-1)
+    u = torch.rand((cdf.shape[0], 1), dtype=cdf.dtype, device=cdf.device) * cdf[:, -1:]
+    # right=True: the first entry whose CDF exceeds u, so a zero-probability token (whose CDF
+    # equals its predecessor's) is never drawn.
+    return torch.searchsorted(cdf, u, right=True).squeeze(1).clamp_(max=cdf.shape[1] - 1)
+
+
+def _cache_keyword(model: PreTrainedModel) -> str:
+    """The forward's name for the KV cache: ``cache`` in recent transformers 5 releases,
+    ``past_key_values`` before."""
+    params = inspect.signature(model.forward).parameters
+    return "cache" if "cache" in params else "past_key_values"
+
+
+@torch.no_grad()
+def _decode(
+    model: PreTrainedModel,
+    ids: torch.Tensor,
+    att: torch.Tensor,
+    *,
+    max_new_tokens: int,
+    temperature: float,
+    eos: list[int],
+    pad: int,
+) -> torch.Tensor:
+    """Ancestral sampling with a KV cache: the new tokens (B, T), pad after a row's first EOS.
+
+    ``generate``'s semantics for plain sampling (no top-k/top-p), without its per-step
+    machinery and with ``draw_tokens`` in place of torch.multinomial. Position ids count from
+    each row's first real token, as ``generate`` does for left-padded GPT-2 prompts.
+    """
+    batch, width = ids.shape
+    device = ids.device
+    position = (att.cumsum(dim=1) - 1).clamp(min=0)
+    mask = torch.cat([att, torch.ones(batch, max_new_tokens, dtype=att.dtype, device=device)], 1)
+    cache = DynamicCache(config=model.config)
+    kw = {_cache_keyword(model): cache, "use_cache": True}
+    logits = model(
+        input_ids=ids, attention_mask=att, position_ids=position, logits_to_keep=1, **kw
+    ).logits[:, -1]
+    tokens = torch.full((batch, max_new_tokens), pad, dtype=torch.long, device=device)
+    alive = torch.ones(batch, dtype=torch.bool, device=device)
+    eos_t = torch.tensor(eos or [-1], device=device)
+    position = position[:, -1:]
+    for t in range(max_new_tokens):
+        nxt = torch.where(alive, draw_tokens(logits, temperature), pad)
+        tokens[:, t] = nxt
+        alive &= ~torch.isin(nxt, eos_t)
+        if t == max_new_tokens - 1 or not bool(alive.any()):
+            break
+        position = position + 1
+        logits = model(
+            input_ids=nxt[:, None],
+            attention_mask=mask[:, : width + t + 1],
+            position_ids=position,
+            **kw,
+        ).logits[:, -1]
+    return tokens
+
+
 @torch.no_grad()
 def sample(
     model: PreTrainedModel,
@@ -125,7 +201,7 @@ def sample(
         num_samples: completions per prompt.
         max_new_tokens, temperature, top_k, top_p: sampling settings (top_k=0, top_p=1: off).
         greedy: greedy decoding instead of sampling (temperature is then ignored).
-        batch_size: sequences per ``generate`` call.
+        batch_size: sequences per decoding call.
         seed: seeds torch's RNG first, so equal calls give equal samples on the same device.
         progress: show a tqdm bar of completions.
     """
@@ -164,6 +240,9 @@ def sample(
         bos_token_id=tokenizer.bos_token_id,
     )
     pad = tokenizer.pad_token_id
+    # Plain sampling (the paper's setting) runs our own loop; greedy decoding and top-k/top-p
+    # truncation go through generate's logits processors.
+    plain = not greedy and top_k == 0 and top_p == 1.0
     prompt_width = int(lengths.max())
     rows_prompt = np.empty(len(flat_prompts), dtype=np.int64)
     prompt_ids = torch.full((len(flat_prompts), prompt_width), pad, dtype=torch.long)
@@ -176,10 +255,21 @@ def sample(
     for rows in calls:
         ids, att = _left_padded([encoded[p] for p in rows], pad)
         width = ids.shape[1]
-        out = model.generate(
-            input_ids=ids.to(device), attention_mask=att.to(device), generation_config=config
-        )
-        new = out[:, width:].cpu()
+        if plain:
+            new = _decode(
+                model,
+                ids.to(device),
+                att.to(device),
+                max_new_tokens=int(max_new_tokens),
+                temperature=float(temperature),
+                eos=eos,
+                pad=pad,
+            ).cpu()
+        else:
+            out = model.generate(
+                input_ids=ids.to(device), attention_mask=att.to(device), generation_config=config
+            )
+            new = out[:, width:].cpu()
         n = new.shape[0]
         token_ids[row : row + n, : new.shape[1]] = new
         widths[row : row + n] = new.shape[1]

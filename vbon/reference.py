@@ -32,7 +32,7 @@ import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
 from vbon.cdf import RewardCDF
-from vbon.generation import check_sampling, completion_logprobs, sample
+from vbon.generation import SAMPLER, check_sampling, completion_logprobs, sample
 from vbon.models import REWARD_DIGITS
 
 __all__ = [
@@ -65,6 +65,8 @@ class ReferenceSpec:
     keep_texts: bool = False
     with_logprobs: bool = False
     prompts_sha: str = ""  # filled in by build_reference_cache
+    # How tokens are drawn: a new procedure draws other samples from the same seed.
+    sampler: str = SAMPLER
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
