@@ -290,30 +290,15 @@ def _log_f_le(mass: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """F_le = P(r <= r_C) per class and its log, accurate near 0 and near 1.
 
     F_le from the prefix sum is accurate while small; near 1 it is 1 - (suffix mass above), whose
-    relative accuracy survives N log F_le for N up to 1e4. F_le is monotone, so each row splits
-    into a low part and a high part; a single row (the large supports) computes each log once.
+    relative accuracy survives N log F_le for N up to 1e4.
     """
     tm = _t(mass)
     f_le = torch.cumsum(tm, dim=-1)
-    log_f_le = torch.empty_like(f_le)
-    if mass.shape[0] == 1:
-        split = int(np.searchsorted(f_le.numpy()[0], 0.5))
-        lo = slice(0, split)
-        torch.log(f_le[0, lo], out=log_f_le[0, lo])
-        # Minus the mass strictly above each class, from the top down; numpy's reversed views
-        # put it back in order without another copy (torch has no negative strides).
-        minus_tail = tm[0, split + 1 :].flip(0).cumsum_(0).neg_()
-        f_np, log_np = f_le.numpy()[0, split:], log_f_le.numpy()[0, split:]
-        log_np[:-1] = torch.log1p(minus_tail).numpy()[::-1]
-        np.add(minus_tail.numpy()[::-1], 1.0, out=f_np[:-1])
-        f_np[-1], log_np[-1] = 1.0, 0.0
-    else:
-        tail = torch.zeros_like(tm)
-        tail[:, :-1] = torch.cumsum(tm[:, 1:].flip(1), dim=1).flip(1)
-        tail.neg_()
-        low = f_le < 0.5
-        torch.where(low, torch.log(f_le), torch.log1p(tail), out=log_f_le)
-        torch.where(low, f_le, tail.add_(1.0), out=f_le)
+    minus_tail = torch.zeros_like(tm)  # minus the mass strictly above each class
+    minus_tail[:, :-1] = torch.cumsum(tm[:, 1:].flip(1), dim=1).flip(1).neg_()
+    low = f_le < 0.5
+    log_f_le = torch.where(low, torch.log(f_le), torch.log1p(minus_tail))
+    torch.where(low, f_le, minus_tail.add_(1.0), out=f_le)
     return f_le.numpy(), log_f_le.numpy()
 
 
