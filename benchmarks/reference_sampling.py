@@ -41,9 +41,7 @@ def main() -> None:
     prompts = task.train_prompts[: args.prompts]
     s = task.sampling
     n = len(prompts) * args.m
-    gen_kwargs = dict(
-        max_new_tokens=s.max_new_tokens, temperature=s.temperature, top_k=s.top_k, top_p=s.top_p
-    )
+    gen_kwargs = s.sample_kwargs()
     sample(model, tok, prompts[:2], 2, **gen_kwargs, seed=0)  # warm-up
 
     t0 = time.perf_counter()

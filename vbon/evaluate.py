@@ -401,16 +401,7 @@ def _score_pool(
 
     s = task.sampling
     completions = sample(
-        model,
-        tokenizer,
-        list(prompts),
-        size,
-        max_new_tokens=s.max_new_tokens,
-        temperature=s.temperature,
-        top_k=s.top_k,
-        top_p=s.top_p,
-        batch_size=batch_size,
-        seed=seed,
+        model, tokenizer, list(prompts), size, **s.sample_kwargs(), batch_size=batch_size, seed=seed
     )
     repeated = [prompts[i] for i in completions.prompt_index]
     rewards = task.reward_fn(repeated, completions.texts, eos=completions.ended)
@@ -492,7 +483,6 @@ def evaluate_policy_on_task(
     )
     policy, tokenizer = load_causal_lm(policy_path)
     reference, _ = task.load_reference()
-    s = task.sampling
     with cpu_threads(task.cpu_threads):
         return evaluate_policy(
             policy,
@@ -502,10 +492,7 @@ def evaluate_policy_on_task(
             task.reward_fn,
             ref.cdf(),
             k=k,
-            max_new_tokens=s.max_new_tokens,
-            temperature=s.temperature,
-            top_k=s.top_k,
-            top_p=s.top_p,
+            **task.sampling.sample_kwargs(),
             batch_size=batch_size,
             seed=seed,
             win_method=win_method,

@@ -50,15 +50,18 @@ class SamplingConfig:
         if self.eos_penalty is not None and not np.isfinite(self.eos_penalty):
             raise ValueError(f"eos_penalty must be finite or None, got {self.eos_penalty!r}")
 
-    def generate_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments for ``model.generate`` (ancestral sampling with these settings)."""
+    def sample_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for ``vbon.generation.sample`` (these settings)."""
         return {
-            "do_sample": True,
             "max_new_tokens": self.max_new_tokens,
             "temperature": self.temperature,
             "top_k": self.top_k,
             "top_p": self.top_p,
         }
+
+    def generate_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for ``model.generate`` (ancestral sampling with these settings)."""
+        return {"do_sample": True, **self.sample_kwargs()}
 
 
 @dataclass(frozen=True)
