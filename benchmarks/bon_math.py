@@ -7,6 +7,9 @@ Times are the best of several repeats, measured in this process; quote the ratio
 The target (within 3x of the sort) is judged at 1e5 items and more, where the work grows with
 the support. Below that the ~0.2 ms a call costs whatever its size (input checks and some forty
 array operations) exceeds three sorts of 1e3 items (~30 us); the rows are printed all the same.
+The "exp/log" column times the three float64 passes that pi_BoN needs per item (log1p, expm1
+and exp, in torch; neither torch nor numpy has a SIMD float64 log1p or expm1): at 1e3 items they
+alone take two sorts, at 1e4 one.
 
     python benchmarks/bon_math.py [--quick]
 """
@@ -18,6 +21,7 @@ import time
 from collections.abc import Callable
 
 import numpy as np
+import torch
 
 from vbon import bon
 from vbon.cdf import RewardCDF, empirical_log_cdf
@@ -37,16 +41,26 @@ def best_time(fn: Callable[[], object], repeats: int) -> float:
 
 def interleaved_best(fns: list[Callable[[], object]], repeats: int) -> list[float]:
     """Best time of each function, calling them in turn so that drift in the machine's speed
-    (a shared VM) falls on all of them alike."""
+    (a shared VM) falls on all of them alike. The order is shuffled each round: a call is
+    slower after one that evicted its data from the caches or left the allocator's heap
+    trimmed, and no function should always follow the same one."""
     for fn in fns:
         fn()
     best = [np.inf] * len(fns)
+    rng = np.random.default_rng(0)
     for _ in range(repeats):
-        for i, fn in enumerate(fns):
+        for i in rng.permutation(len(fns)):
             start = time.perf_counter()
-            fn()
+            fns[i]()
             best[i] = min(best[i], time.perf_counter() - start)
     return best
+
+
+def transcendentals(minus_q: torch.Tensor, n_log_ratio: torch.Tensor) -> None:
+    """The log1p, expm1 and exp passes over one support that pi_BoN cannot do without."""
+    torch.log1p(minus_q)
+    torch.expm1(n_log_ratio)
+    torch.exp(n_log_ratio)
 
 
 def main() -> None:
@@ -59,22 +73,31 @@ def main() -> None:
 
     print("exact pi_BoN (bon_pmf), injective rewards")
     print(
-        f"{'items':>9} {'N':>5} {'pmf ms':>9} {'sort ms':>9} {'argsort ms':>11} {'/sort':>7} {'/argsort':>9}"
+        f"{'items':>9} {'N':>5} {'pmf ms':>9} {'sort ms':>9} {'argsort ms':>11} {'exp/log ms':>11} "
+        f"{'/sort':>7} {'/argsort':>9}"
     )
     judged = []
     for k in sizes:
         p = rng.dirichlet(np.ones(k))
         r = rng.normal(size=k)
         ns = (2, 16, 256)
-        t_sort, t_arg, *t_pmf = interleaved_best(
-            [lambda r=r: np.sort(r), lambda r=r: np.argsort(r)]
+        # Their arguments as pi_BoN meets them (items in reward order, N = 16).
+        p_sorted = torch.from_numpy(p[np.argsort(r)])
+        minus_q = -p_sorted / torch.cumsum(p_sorted, 0)
+        exp_log_args = (minus_q, 16 * torch.log1p(minus_q))
+        t_sort, t_arg, t_transc, *t_pmf = interleaved_best(
+            [
+                lambda r=r: np.sort(r),
+                lambda r=r: np.argsort(r),
+                lambda a=exp_log_args: transcendentals(*a),
+            ]
             + [lambda p=p, r=r, n=n: bon.bon_pmf(p, r, n) for n in ns],
             repeats,
         )
         for n, t in zip(ns, t_pmf, strict=True):
             print(
                 f"{k:>9} {n:>5} {t * 1e3:>9.2f} {t_sort * 1e3:>9.2f} {t_arg * 1e3:>11.2f} "
-                f"{t / t_sort:>7.2f} {t / t_arg:>9.2f}"
+                f"{t_transc * 1e3:>11.2f} {t / t_sort:>7.2f} {t / t_arg:>9.2f}"
             )
             if k >= TARGET_FROM:
                 judged.append(t / t_sort)

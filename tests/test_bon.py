@@ -253,6 +253,69 @@ def test_packed_sort_gives_the_same_pmf_as_argsort(monkeypatch) -> None:
         np.testing.assert_allclose(fast, reference, rtol=1e-13, atol=1e-300)
 
 
+def _all_results(p: np.ndarray, r: np.ndarray, n: int) -> list[np.ndarray]:
+    """Every public result that goes through the sort and the scratch buffers."""
+    return [
+        np.asarray(x)
+        for x in (
+            bon.bon_pmf(p, r, n),
+            bon.bon_log_pmf(np.log(p), r, n),
+            bon.kl_bon_ref(p, r, n),
+            bon.bon_win_rate(p, r, n),
+            bon.ref_cdf(p, r),
+            bon.bon_lower_bound(p, r, n),
+            bon.bound_optimum_pmf(p, r, n),
+        )
+    ]
+
+
+def test_results_never_share_the_scratch_buffers(monkeypatch) -> None:
+    """The temporaries live in per-thread buffers reused from call to call: a result must not be
+    one of them (a later call would overwrite it), and results must not depend on whether a
+    buffer was reused, newly grown or (above the size limit) not kept at all."""
+    rng = np.random.default_rng(5)
+    k = 3 * bon._SCRATCH_MIN_ITEMS
+    inputs = [
+        (rng.dirichlet(np.ones(k), size=2), rng.normal(size=(2, k))),  # injective
+        (rng.dirichlet(np.ones(k), size=2), np.round(rng.normal(size=(2, k)), 1)),  # ties
+    ]
+    first = [_all_results(p, r, 16) for p, r in inputs]
+    snapshot = [[a.copy() for a in results] for results in first]
+    # Different values of the same shapes, then other shapes: every buffer gets rewritten.
+    _all_results(rng.dirichlet(np.ones(k), size=2), rng.normal(size=(2, k)), 16)
+    _all_results(rng.dirichlet(np.ones(2 * k)), rng.normal(size=2 * k), 3)
+    for results, copies in zip(first, snapshot, strict=True):
+        for a, b in zip(results, copies, strict=True):
+            np.testing.assert_array_equal(a, b)
+    torch_out = bon.bon_pmf(torch.from_numpy(inputs[0][0]), torch.from_numpy(inputs[0][1]), 16)
+    kept = torch_out.clone()
+    _all_results(*inputs[1], 16)
+    assert torch.equal(torch_out, kept)
+    # The same results with no buffer kept (every temporary fresh).
+    with monkeypatch.context() as m:
+        m.setattr(bon, "_SCRATCH_MAX_ITEMS", 0)
+        m.setattr(bon, "_scratch", bon._Scratch())
+        for (p, r), expected in zip(inputs, snapshot, strict=True):
+            for a, b in zip(_all_results(p, r, 16), expected, strict=True):
+                np.testing.assert_array_equal(a, b)
+        assert not bon._scratch.buffers and bon._scratch.arange.size == 0
+
+
+def test_scratch_buffers_are_per_thread() -> None:
+    """Concurrent calls from several threads give the serial results."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    rng = np.random.default_rng(6)
+    k = 4 * bon._SCRATCH_MIN_ITEMS
+    jobs = [(rng.dirichlet(np.ones(k)), rng.normal(size=k), n) for n in (2, 16, 256, 1000) * 3]
+    serial = [bon.bon_pmf(*job) for job in jobs]
+    with ThreadPoolExecutor(4) as pool:
+        for _ in range(3):
+            concurrent = list(pool.map(lambda job: bon.bon_pmf(*job), jobs))
+            for a, b in zip(concurrent, serial, strict=True):
+                np.testing.assert_array_equal(a, b)
+
+
 @pytest.mark.skipif(
     np.finfo(np.longdouble).eps > 1e-18, reason="needs 80-bit (or wider) long double"
 )
