@@ -297,11 +297,15 @@ def _check_shapes(ref: np.ndarray, r: np.ndarray, ref_name: str) -> None:
         raise ValueError(f"{ref_name}: the support (last axis) is empty")
 
 
-def _check_total(total: np.ndarray, ref_name: str) -> None:
-    bad = np.abs(total - 1.0) > 1e-6
-    if bad.any():
-        worst = float(total.ravel()[np.argmax(np.abs(total.ravel() - 1.0))])
-        raise ValueError(f"{ref_name}: must sum to 1 over the support (last axis), got {worst!r}")
+def _check_total(total: np.ndarray, ref_name: str) -> float:
+    """ValueError unless every row's total mass is 1 within 1e-6; returns the largest |total - 1|
+    (NaN totals fail too)."""
+    deviation = np.abs(total.ravel() - 1.0)
+    worst = deviation.max()
+    if not worst <= 1e-6:
+        got = float(total.ravel()[np.argmax(np.nan_to_num(deviation, nan=np.inf))])
+        raise ValueError(f"{ref_name}: must sum to 1 over the support (last axis), got {got!r}")
+    return float(worst)
 
 
 def _probs(ref_probs: Any, rewards: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -345,10 +349,10 @@ def _classes(p: np.ndarray, r: np.ndarray, ref_name: str = "ref_probs") -> _Clas
         mass[starts // k, class_col.ravel()[starts]] = np.add.reduceat(share.ravel(), starts)
 
     total = mass.sum(axis=-1, keepdims=True)
-    _check_total(total, ref_name)
+    deviation = _check_total(total, ref_name)
     # Normalised so that the masses sum to 1 even if the input sums to 1 +- 1e-7. A total within
     # a few ulps of 1 (any normalised input) is taken as 1: the pass would change nothing visible.
-    if np.abs(total - 1.0).max() > 1e-15:
+    if deviation > 1e-15:
         mass /= total
         if class_col is not None:
             share /= total
@@ -407,9 +411,9 @@ def _injective_bon_mass(mass: np.ndarray, n: int) -> np.ndarray:
     # No clamp to -1 is needed: rounding is monotone and every partial sum is non-negative, so
     # the cumulative sum is >= the item's own mass and pi_ref(y) / F_le <= 1 exactly.
     torch.addcdiv(_ZERO, tm, to, value=-1.0, out=to)  # -pi_ref(y) / F_le
-    if (mass[:, 0] == 0).any():  # 0/0: items of mass 0 below all others have F_le = 0
+    if not mass[:, 0].all():  # 0/0: items of mass 0 below all others have F_le = 0
         to.nan_to_num_(nan=0.0)
-    to.log1p_().mul_(n)  # N log(F/F_le)
+    to.log1p_().mul_(float(n))  # N log(F/F_le)
     # F_le^N of item i = product over j > i of (F/F_le)_j^N, built from the top down in the
     # reversed order. The factors come from exp, not 1 + expm1, which would round small factors
     # to 0. The top factor's sign is flipped so that the products come out as -F_le^N, which
@@ -417,7 +421,7 @@ def _injective_bon_mass(mass: np.ndarray, n: int) -> np.ndarray:
     minus_above = mass[:, :-1]
     np.copyto(minus_above, out[:, :0:-1])
     factors = _t(minus_above).exp_()
-    factors[:, :1].neg_()  # empty for a support of one item
+    np.negative(minus_above[:, :1], out=minus_above[:, :1])  # empty for a support of one item
     factors.cumprod_(-1)
     to.expm1_()  # (F/F_le)^N - 1
     np.multiply(out[:, :-1], minus_above[:, ::-1], out=out[:, :-1])
