@@ -5,7 +5,7 @@ per-item values in the caller's order also needs the permutation, so an argsort 
 Times are the best of several repeats, measured in this process; quote the ratios.
 
 The target (within 3x of the sort) is judged at 1e5 items and more, where the work grows with
-the support. Below that the ~0.2 ms a call costs whatever its size (input checks and some forty
+the support. Below that the ~0.15 ms a call costs whatever its size (input checks and some forty
 array operations) exceeds three sorts of 1e3 items (~30 us); the rows are printed all the same.
 The "exp/log" column times the three float64 passes that pi_BoN needs per item (log1p, expm1
 and exp, in torch; neither torch nor numpy has a SIMD float64 log1p or expm1): at 1e3 items they
