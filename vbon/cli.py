@@ -12,7 +12,11 @@ from collections.abc import Sequence
 
 def _add_reproduce(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("reproduce", help="run the notebook sequence with papermill")
-    p.add_argument("--profile", default="smoke", help="smoke (toy worlds, CPU) or paper (hub, GPU)")
+    p.add_argument(
+        "--profile",
+        default="smoke",
+        help="smoke (toy worlds, minutes), converged (toy worlds, under an hour) or paper (GPU)",
+    )
     p.add_argument("--only", default=None, help="comma-separated notebook numbers, e.g. 01,03")
     p.add_argument("--resume", action="store_true", help="skip notebooks already executed")
 

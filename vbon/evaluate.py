@@ -25,6 +25,7 @@ __all__ = [
     "win_rates",
     "win_rate",
     "kl_estimates",
+    "per_prompt_table",
     "bon_evaluate",
     "pareto_frontier",
     "frontier_counts",
@@ -142,7 +143,8 @@ def kl_estimates(
     Returns:
         ``{"k1": ..., "k3": ...}``: k1 sums log(pi_theta/pi_ref) over tokens (unbiased, can be
         negative per sample); k3 sums (rho - 1) - log rho with rho = pi_ref/pi_theta per token
-        (unbiased, non-negative, lower variance; Schulman 2020).
+        (unbiased, non-negative, lower variance; Schulman 2020). ``k1_per_sample`` and
+        ``k3_per_sample`` hold the per-sequence values (B,) behind them.
     """
     lp = as_float64(policy_logprobs, "policy_logprobs")
     lr = as_float64(ref_logprobs, "ref_logprobs")
@@ -156,7 +158,28 @@ def kl_estimates(
     log_ratio = np.where(m, lp - lr, 0.0)
     k1 = log_ratio.sum(axis=1)
     k3 = np.where(m, np.expm1(-log_ratio) + log_ratio, 0.0).sum(axis=1)
-    return {"k1": mean_se(k1, prompt_index), "k3": mean_se(k3, prompt_index)}
+    return {
+        "k1": mean_se(k1, prompt_index),
+        "k3": mean_se(k3, prompt_index),
+        "k1_per_sample": k1,
+        "k3_per_sample": k3,
+    }
+
+
+def per_prompt_table(prompt_index: Any, **values: Any) -> pd.DataFrame:
+    """Each per-sample metric averaged over the samples of each prompt: one row per prompt.
+
+    The unit the intervals resample (``vbon.stats``): prompts, not samples, are independent.
+    """
+    idx = np.asarray(prompt_index).ravel()
+    prompts, inverse, counts = np.unique(idx, return_inverse=True, return_counts=True)
+    out = {"prompt": prompts, "samples": counts}
+    for name, v in values.items():
+        v = np.asarray(v, dtype=np.float64).ravel()
+        if v.shape != idx.shape:
+            raise ValueError(f"{name}: shape {v.shape} does not match prompt_index {idx.shape}")
+        out[name] = np.bincount(inverse, weights=v) / counts
+    return pd.DataFrame(out)
 
 
 def bon_evaluate(
@@ -167,7 +190,8 @@ def bon_evaluate(
     *,
     n_resamples: int = 8,
     seed: int = 0,
-) -> pd.DataFrame:
+    per_prompt: bool = False,
+) -> pd.DataFrame | tuple[pd.DataFrame, pd.DataFrame]:
     """Best-of-N at each N from one pool of fresh pi_ref samples per test prompt.
 
     For each N and resample, N of each prompt's pool samples are chosen without replacement and
@@ -184,6 +208,8 @@ def bon_evaluate(
         n_grid: the N values.
         n_resamples: subsets drawn per N (the means average over them).
         seed: seed of the subset draws.
+        per_prompt: also return a long table (N, prompt, reward, win_rate, kl): each prompt's
+            mean over the resamples, the unit the notebooks' intervals resample.
     """
     r = as_float64(pool_rewards, "pool_rewards")
     lp = as_float64(pool_ref_logprobs, "pool_ref_logprobs")
@@ -207,7 +233,7 @@ def bon_evaluate(
     win = win_rates(r, cdf)
     rng = np.random.default_rng(seed)
     rows_idx = np.arange(prompts)[:, None]
-    out = []
+    out, prompt_rows = [], []
     for n in ns:
         # A random permutation per (resample, prompt); its first N entries are the subset.
         keys = rng.random((n_resamples, prompts, pool))
@@ -216,7 +242,10 @@ def bon_evaluate(
         chosen = np.take_along_axis(subset, best_in_subset[..., None], axis=-1)[..., 0]  # (R, P)
         pick = (rows_idx.T, chosen)
         kl = log_bon_ratio(log_f[pick], lp[pick], n)
-        reward_s, win_s, kl_s = (mean_se(x.mean(axis=0)) for x in (r[pick], win[pick], kl))
+        per = {"reward": r[pick], "win_rate": win[pick], "kl": kl}
+        per = {k: v.mean(axis=0) for k, v in per.items()}  # (P,): mean over the resamples
+        reward_s, win_s, kl_s = (mean_se(per[k]) for k in ("reward", "win_rate", "kl"))
+        prompt_rows.append(pd.DataFrame({"N": n, "prompt": np.arange(prompts), **per}))
         out.append(
             {
                 "N": n,
@@ -229,7 +258,10 @@ def bon_evaluate(
                 "kl_bound": kl_bon_bound(n),
             }
         )
-    return pd.DataFrame(out)
+    table = pd.DataFrame(out)
+    if per_prompt:
+        return table, pd.concat(prompt_rows, ignore_index=True)
+    return table
 
 
 def pareto_frontier(x: Any, y: Any) -> np.ndarray:
@@ -276,6 +308,7 @@ class PolicyEvaluation:
     mean_length: float
     rewards: np.ndarray  # (P, k)
     texts: list[str]
+    per_prompt: pd.DataFrame | None = None  # one row per test prompt: each metric's mean there
 
     def as_dict(self) -> dict[str, float]:
         out: dict[str, float] = {"eos_rate": self.eos_rate, "length": self.mean_length}
@@ -340,6 +373,15 @@ def evaluate_policy(
     )
     kl = kl_estimates(lp, lr, completions.mask, idx)
     return PolicyEvaluation(
+        per_prompt=per_prompt_table(
+            idx,
+            reward=rewards,
+            win_rate=win_rates(rewards, ref_rewards, idx, method=win_method),
+            kl_k1=kl["k1_per_sample"],
+            kl_k3=kl["k3_per_sample"],
+            length=completions.lengths,
+            eos=completions.ended,
+        ),
         reward=mean_se(rewards, idx),
         win_rate=win_rate(rewards, ref_rewards, idx, method=win_method),
         kl_k1=kl["k1"],
@@ -430,13 +472,15 @@ def evaluate_bon_on_task(
     seed: int = 0,
     ref_seed: int = 0,
     progress: bool = True,
-) -> tuple[pd.DataFrame, SamplePool]:
+    per_prompt: bool = False,
+) -> tuple[pd.DataFrame, SamplePool] | tuple[pd.DataFrame, SamplePool, pd.DataFrame]:
     """Best-of-N on the task's first ``prompts`` test prompts at each N (``bon_evaluate``).
 
     The win rate and F come from the test reference cache (``m`` samples per prompt, the one
     training's evaluation uses); the pool is fresh pi_ref samples (``pool_size``, default
     2 max(n_grid)). Returns the table (N, reward, win_rate, kl, kl_bound, with standard errors,
-    plus eos_rate and length of the chosen samples) and the pool.
+    plus eos_rate and length of the chosen samples) and the pool; with ``per_prompt`` also
+    the per-prompt table of ``bon_evaluate``.
     """
     from vbon.reference import build_task_reference
 
@@ -446,14 +490,20 @@ def evaluate_bon_on_task(
         task, "test", m, seed=ref_seed, max_prompts=prompts, progress=progress
     )
     pool = sample_pool(task, ref.prompts, pool_size, seed=seed + 104_729)
-    table = bon_evaluate(
-        pool.rewards, pool.ref_logprobs, ref.cdf(), ns, n_resamples=n_resamples, seed=seed
+    table, prompt_table = bon_evaluate(
+        pool.rewards,
+        pool.ref_logprobs,
+        ref.cdf(),
+        ns,
+        n_resamples=n_resamples,
+        seed=seed,
+        per_prompt=True,
     )
     rows = np.arange(len(pool.prompts))
     chosen = [(rows, pool.best_of(n)) for n in ns]
     table["eos_rate"] = [float(pool.ended[pick].mean()) for pick in chosen]
     table["length"] = [float(pool.lengths[pick].mean()) for pick in chosen]
-    return table, pool
+    return (table, pool, prompt_table) if per_prompt else (table, pool)
 
 
 def evaluate_policy_on_task(

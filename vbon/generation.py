@@ -320,17 +320,20 @@ def token_logprobs(
     """
     if not temperature > 0:
         raise ValueError(f"temperature: must be > 0, got {temperature!r}")
+    from vbon.train.modeling import packed_logits
+
     device = model.device
-    input_ids = torch.cat([prompt_ids, token_ids], dim=1).to(device)
-    attention = torch.cat([prompt_mask.bool(), mask.bool()], dim=1).long().to(device)
+    token_ids, keep = token_ids.to(device), mask.to(device).bool()
+    input_ids = torch.cat([prompt_ids.to(device), token_ids], dim=1)
+    attention = torch.cat([prompt_mask.to(device).bool(), keep], dim=1).long()
     position_ids = (attention.cumsum(dim=1) - 1).clamp(min=0)
-    logits = model(input_ids=input_ids, attention_mask=attention, position_ids=position_ids).logits
-    n_prompt = prompt_ids.shape[1]
-    logits = logits[:, n_prompt - 1 : -1].float() / temperature
-    logp = torch.log_softmax(logits, dim=-1)
-    targets = token_ids.to(device)
-    picked = logp.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
-    return picked * mask.to(device)
+    length, width = input_ids.shape[1], token_ids.shape[1]
+    positions = torch.arange(length - width - 1, length - 1, device=device)
+    # Only the completion tokens on the mask go through the LM head (see packed_logits).
+    logits, _ = packed_logits(model, input_ids, attention, position_ids, positions, keep)
+    logits = logits.float() / temperature
+    kept = logits.gather(-1, token_ids[keep].unsqueeze(-1)).squeeze(-1) - logits.logsumexp(-1)
+    return torch.zeros(keep.shape, dtype=kept.dtype, device=device).masked_scatter(keep, kept)
 
 
 @torch.no_grad()

@@ -4,6 +4,7 @@ writes each figure as PNG + PDF together with the CSV of the numbers behind it."
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,28 @@ METHOD_MARKER = {
 }
 
 
+# Exact optima (vbon.theory) are lines in the method's colour; the win-rate optimum, which is not
+# a method of the paper, is grey.
+THEORY_STYLE = {
+    "kl_rl": {"color": METHOD_COLOR["kl_rl"], "ls": "-", "label": "KL-RL optimum (reward r)"},
+    "win_rate_optimum": {"color": "0.45", "ls": ":", "label": "win-rate optimum (reward F)"},
+    "vbon": {"color": METHOD_COLOR["vbon"], "ls": "--", "label": "vBoN (L) optimum"},
+    "vbon_exact": {"color": METHOD_COLOR["bon"], "ls": "-.", "label": "BoN = vBoN (exact) optimum"},
+}
+
+
+def theory_curves(ax: plt.Axes, frontier: pd.DataFrame, metric: str) -> None:
+    """Draw ``vbon.theory.theory_frontier`` curves of ``metric`` against KL on ``ax``.
+
+    The vBoN curves carry a marker at each N, so a trained run can be read against its own N.
+    """
+    for method, part in frontier.groupby("method", sort=False):
+        style = dict(THEORY_STYLE[method])
+        part = part.sort_values("kl")
+        marker = METHOD_MARKER.get(method, "") if method.startswith("vbon") else ""
+        ax.plot(part["kl"], part[metric], marker=marker, ms=4, lw=1.5, **style)
+
+
 def set_style() -> None:
     """The package's figure style (seaborn whitegrid, readable in print)."""
     sns.set_theme(style="whitegrid", context="notebook", rc={"figure.dpi": 100, "savefig.dpi": 150})
@@ -54,32 +77,40 @@ def write_results(
     directory: Path | str,
     *,
     notebook: str | None = None,
-    claims: pd.DataFrame | None = None,
+    claims: pd.DataFrame | Sequence[Any] | None = None,
 ) -> Path:
-    """``results.json`` beside the figures: the numbers a notebook's checks were made on.
+    """``results.json`` beside the figures: the numbers a notebook's claims were decided on.
 
     Args:
         results: the notebook's numbers (JSON-serialisable; numpy scalars become floats).
         directory: where the notebook's figures are.
         notebook: the notebook's name (e.g. "04_imdb_analysis"), so ``vbon reproduce`` can
             find the file.
-        claims: the notebook's checks, one row per claim with columns ``claim``, ``evidence``,
-            ``holds`` and optionally ``figure`` (the figure that shows it); ``vbon reproduce``
-            prints them as the run's verdicts.
+        claims: the notebook's verdicts, as ``vbon.stats.Claim`` objects (claim, estimate,
+            ci, seeds, holds, decision, figure, evidence) or a DataFrame with at least the
+            columns ``claim``, ``evidence`` and ``holds``; ``vbon reproduce`` prints them.
     """
     out = dict(results)
     if notebook is not None:
         out["notebook"] = notebook
     if claims is not None:
-        missing = {"claim", "evidence", "holds"} - set(claims.columns)
-        if missing:
-            raise ValueError(f"claims: missing column(s) {sorted(missing)}")
-        table = claims.assign(holds=claims["holds"].astype(bool))
-        if "figure" not in table.columns:
-            table = table.assign(figure="")
-        out["claims"] = (
-            table[["claim", "evidence", "holds", "figure"]].fillna("").to_dict("records")
-        )
+        if isinstance(claims, pd.DataFrame):
+            missing = {"claim", "evidence", "holds"} - set(claims.columns)
+            if missing:
+                raise ValueError(f"claims: missing column(s) {sorted(missing)}")
+            table = claims.assign(holds=claims["holds"].astype(bool))
+            if "figure" not in table.columns:
+                table = table.assign(figure="")
+            records = table.to_dict("records")
+        else:
+            records = [c.as_dict() if hasattr(c, "as_dict") else dict(c) for c in claims]
+        for r in records:
+            if "claim" not in r or "holds" not in r:
+                raise ValueError(f"claims: each needs 'claim' and 'holds', got {sorted(r)}")
+            r["holds"] = bool(r["holds"])
+            r.setdefault("figure", "")
+            r.setdefault("evidence", "")
+        out["claims"] = [{k: ("" if v is None else v) for k, v in r.items()} for r in records]
     path = Path(directory) / "results.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(out, indent=2, sort_keys=True, default=_jsonable) + "\n")

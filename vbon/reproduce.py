@@ -55,8 +55,10 @@ def reproduce(profile: str = "smoke", only: list[str] | None = None, resume: boo
     """Execute the notebook sequence; return {notebook: wall seconds}. Stops at the first failure."""
     import papermill as pm
 
-    if profile not in ("smoke", "paper"):
-        raise ValueError(f"profile: expected 'smoke' or 'paper', got {profile!r}")
+    from vbon.tasks.base import PROFILES
+
+    if profile not in PROFILES:
+        raise ValueError(f"profile: expected one of {PROFILES}, got {profile!r}")
     out_dir = paths.runs_dir(profile) / "notebooks"
     out_dir.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
@@ -126,6 +128,7 @@ def summary(profile: str = "smoke", only: list[str] | None = None) -> pd.DataFra
                     "notebook": notebook.stem,
                     "wall": wall,
                     "claim": "(no claims recorded)",
+                    "estimate [95% CI]": "",
                     "verdict": "",
                     "figure": "",
                 }
@@ -140,13 +143,20 @@ def summary(profile: str = "smoke", only: list[str] | None = None) -> pd.DataFra
                     if figure_path.is_relative_to(root)
                     else figure_path
                 )
+            decision = c.get("decision") or ("holds" if c["holds"] else "does not hold")
+            interval = ""
+            if c.get("ci") and len(c["ci"]) == 2 and c.get("estimate") is not None:
+                low, high = c["ci"]
+                interval = f"{c['estimate']:.3g} [{low:.3g}, {high:.3g}]"
             rows.append(
                 {
                     "notebook": notebook.stem,
                     "wall": wall,
                     "claim": c["claim"],
-                    "verdict": "holds" if c["holds"] else "does not hold",
+                    "estimate [95% CI]": interval,
+                    "verdict": decision,
                     "figure": figure,
                 }
             )
-    return pd.DataFrame(rows, columns=["notebook", "wall", "claim", "verdict", "figure"])
+    columns = ["notebook", "wall", "claim", "estimate [95% CI]", "verdict", "figure"]
+    return pd.DataFrame(rows, columns=columns)

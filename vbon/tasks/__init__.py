@@ -1,7 +1,8 @@
 """The paper's two experiments as task objects: ``get_task("imdb" | "tldr", profile, **overrides)``.
 
-A profile picks the world: ``smoke`` builds (once) and uses the offline toy worlds, ``paper`` the
-hub models and datasets. Everything after :func:`get_task` is the same code path for both.
+A profile picks the world: ``smoke`` and ``converged`` build (once) and use the offline toy
+worlds (``converged`` differs in the budgets of the experiment spec only), ``paper`` the hub
+models and datasets. Everything after :func:`get_task` is the same code path for both.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ __all__ = ["PROFILES", "TASKS", "OfflineDatasetError", "SamplingConfig", "Task",
 
 
 def get_task(name: str, profile: str = "smoke", **overrides: Any) -> Task:
-    """Build the task ``name`` (``"imdb"`` or ``"tldr"``) for ``profile`` (``"smoke"`` or ``"paper"``).
+    """Build the task ``name`` (``"imdb"`` or ``"tldr"``) for ``profile`` (``"smoke"``,
+    ``"converged"`` or ``"paper"``).
 
     ``overrides`` replace defaults: ``policy_id``, ``reference_id``, ``reward_id``, ``dataset``
     (an in-memory ``DatasetDict`` with the hub schema, a ``save_to_disk`` directory or a hub id),

@@ -18,7 +18,10 @@ from huggingface_hub import is_offline_mode
 
 from vbon.models import SMOKE_HINT, OfflineError, RewardModel, load_causal_lm, load_reward_model
 
-PROFILES = ("smoke", "paper")
+# "smoke": the toy worlds at budgets of minutes (the default run, the tests); "converged": the
+# same worlds trained until the runs converge (under an hour on 2 cores); "paper": hub models.
+PROFILES = ("smoke", "converged", "paper")
+TOY_PROFILES = ("smoke", "converged")
 
 
 class OfflineDatasetError(OfflineError):
@@ -129,7 +132,7 @@ class Task:
     def cpu_threads(self) -> int | None:
         """torch CPU threads for sampling and scoring this task's models: 1 on the toy worlds
         (smoke; see ``vbon.models.cpu_threads``), torch's default otherwise."""
-        return 1 if self.profile == "smoke" else None
+        return 1 if self.profile in TOY_PROFILES else None
 
     @cached_property
     def reward_model(self) -> RewardModel:

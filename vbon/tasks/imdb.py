@@ -18,6 +18,7 @@ import numpy as np
 
 from vbon.models import load_tokenizer
 from vbon.tasks.base import (
+    TOY_PROFILES,
     SamplingConfig,
     Task,
     check_profile,
@@ -86,7 +87,7 @@ def make_task(profile: str = "smoke", **overrides: Any) -> Task:
     o = dict(overrides)
     seed = int(o.pop("seed", 0))
     user_dataset = o.pop("dataset", None)
-    if profile == "smoke":
+    if profile in TOY_PROFILES:
         from vbon.toy import SENTIMENT, build_world
 
         world = build_world(SENTIMENT, cache=o.pop("cache", None))

@@ -19,6 +19,7 @@ import numpy as np
 
 from vbon.models import load_tokenizer
 from vbon.tasks.base import (
+    TOY_PROFILES,
     SamplingConfig,
     Task,
     check_profile,
@@ -113,7 +114,7 @@ def make_task(profile: str = "smoke", **overrides: Any) -> Task:
     seed = int(o.pop("seed", 0))
     user_dataset = o.pop("dataset", None)
     variant = o.pop("variant", None)
-    if profile == "smoke":
+    if profile in TOY_PROFILES:
         if variant is not None:
             raise ValueError("variant selects the paper's hub models; it needs profile='paper'")
         from vbon.toy import TLDR, build_world

@@ -77,6 +77,22 @@ class Stats:
             self._sum[name] += float(values)
             self._count[name] += float(count)
 
+    def add_clustered(self, name: str, values: torch.Tensor, groups: Any) -> None:
+        """Add per-row values whose standard error is taken over groups (the rows' prompts).
+
+        Rows of one prompt share it and are not independent; their group means are. ``reduce``
+        reports the mean of the group means as ``name`` and its standard error as ``name_se``.
+        """
+        v = values.detach().double().cpu().numpy().ravel()
+        _, inverse, counts = np.unique(
+            np.asarray(groups).ravel(), return_inverse=True, return_counts=True
+        )
+        means = np.bincount(inverse, weights=v) / counts
+        self._sum[name] += float(means.sum())
+        self._count[name] += means.size
+        self._sum[f"{name}__sumsq"] += float((means**2).sum())
+        self._count[f"{name}__sumsq"] += means.size
+
     def reduce(self, accelerator: Any) -> dict[str, float]:
         """Means over all processes' rows (a sum of sums over a sum of counts)."""
         names = sorted(self._sum)
@@ -91,6 +107,10 @@ class Stats:
             packed = accelerator.reduce(packed, reduction="sum")
         packed = packed.cpu()
         out = {n: float(packed[0, i] / max(packed[1, i], 1.0)) for i, n in enumerate(names)}
+        for n in [n for n in names if n.endswith("__sumsq")]:
+            base, count = n[: -len("__sumsq")], float(packed[1, names.index(n)])
+            var = (out.pop(n) - out[base] ** 2) * count / max(count - 1.0, 1.0)
+            out[f"{base}_se"] = float(np.sqrt(max(var, 0.0) / count)) if count > 1 else float("nan")
         for rows in ("reward", "target_reward"):  # rows over all processes
             if rows in names:
                 out["num_samples"] = float(packed[1, names.index(rows)])

@@ -100,6 +100,9 @@ PROFILE_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
         "bon_sft": {"lr": 3e-5, "steps": 400, "batch_prompts": 32},
     },
 }
+# The converged profile runs the same toy worlds as smoke; its longer budgets live in the
+# experiment specs (vbon.experiment), which set steps and lr explicitly.
+PROFILE_DEFAULTS["converged"] = PROFILE_DEFAULTS["smoke"]
 # Task-specific parts (the authors' TL;DR PPO: lr 3e-6, top 8 blocks; the enumerable world).
 TASK_DEFAULTS: dict[tuple[str, str], dict[str, dict[str, Any]]] = {
     ("paper", "tldr"): {"base": {"lr": 3e-6, "num_layers_unfrozen": 8}},
@@ -117,6 +120,9 @@ TASK_DEFAULTS: dict[tuple[str, str], dict[str, dict[str, Any]]] = {
         "bon_sft": {"lr": 1e-3, "steps": 150, "batch_prompts": 64},
     },
 }
+
+
+TASK_DEFAULTS[("converged", "enumerable")] = TASK_DEFAULTS[("smoke", "enumerable")]
 
 
 def defaults_for(profile: str, task: str, kind: str) -> dict[str, Any]:
@@ -171,7 +177,8 @@ class TrainConfig:
     """Task name for ``vbon.tasks.get_task`` ("imdb", "tldr"), or "enumerable" (the exact-check
     world of ``vbon.train.enumerable``: 256 sequences, pi_BoN known in closed form)."""
     profile: str = "smoke"
-    """"smoke" (toy worlds, CPU budgets) or "paper" (hub models, the paper's settings)."""
+    """"smoke" (toy worlds, CPU budgets), "converged" (toy worlds; the same defaults, the
+    experiment specs train longer) or "paper" (hub models, the paper's settings)."""
     task_overrides: dict[str, Any] = field(default_factory=dict)
     """Keyword overrides for ``get_task`` (e.g. ``{"n_train": 1000}``, sampling fields)."""
     method: Method = "vbon"

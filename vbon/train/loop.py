@@ -43,6 +43,7 @@ from vbon.train.modeling import (
     TrunkCache,
     decoder_blocks,
     freeze_bottom,
+    separable_head,
     shared_reference,
 )
 from vbon.train.setup import TrainSetup, build_setup
@@ -50,6 +51,7 @@ from vbon.train.setup import TrainSetup, build_setup
 __all__ = ["TrainResult", "train", "load_run", "latest_checkpoint"]
 
 EVAL_SEED_OFFSET = 7919
+EVAL_PROMPTS = "eval_prompts.csv"
 
 
 @dataclass
@@ -69,6 +71,14 @@ class TrainResult:
         from vbon.models import load_causal_lm
 
         return load_causal_lm(self.policy_path, **kwargs)
+
+    def per_prompt(self) -> Any:
+        """The final evaluation per test prompt (a DataFrame: prompt, samples, reward,
+        win_rate, kl_k1, kl_k3, length, eos), or None for a run evaluated without it."""
+        import pandas as pd
+
+        path = self.run_dir / EVAL_PROMPTS
+        return pd.read_csv(path) if path.is_file() else None
 
     def frame(self, phase: str | None = None) -> Any:
         """The history as a pandas DataFrame (optionally one phase: "train" or "eval")."""
@@ -219,6 +229,8 @@ class _Run:
             import copy
 
             reference = copy.deepcopy(policy).requires_grad_(False).eval()
+        for model in (policy, reference):
+            separable_head(model)  # cached now, before any TrunkCache.replay patches the blocks
         self.trunk = TrunkCache(decoder_blocks(policy), n_frozen if share else 0)
         module = PolicyWithValue(policy, with_value_head=config.is_rl and config.algorithm == "ppo")
         params = [p for p in module.parameters() if p.requires_grad]
@@ -263,7 +275,7 @@ class _Run:
             return self.load_checkpoint(ckpt)
         if self.main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            for name in ("metrics.jsonl", "result.json"):
+            for name in ("metrics.jsonl", "result.json", EVAL_PROMPTS):
                 (self.run_dir / name).unlink(missing_ok=True)
             for path in self.run_dir.glob("samples-rank*.jsonl"):
                 path.unlink()
@@ -375,6 +387,12 @@ class _Run:
                 row = {"step": step, "phase": "eval", **result.as_dict()}
                 if s.extra_eval is not None:
                     row.update(s.extra_eval(ctx.policy))
+                if step == cfg.steps and result.per_prompt is not None:
+                    # The final evaluation per test prompt: what the notebooks' intervals
+                    # resample (prompts and seeds), beside the means in metrics.jsonl.
+                    tmp = self.run_dir / ".eval_prompts.csv.tmp"
+                    result.per_prompt.to_csv(tmp, index=False)
+                    os.replace(tmp, self.run_dir / EVAL_PROMPTS)
             row["time_eval"] = time.perf_counter() - start
         self.accelerator.wait_for_everyone()
         if self.main:

@@ -33,6 +33,8 @@ __all__ = [
     "final_norm",
     "freeze_bottom",
     "shared_reference",
+    "packed_logits",
+    "separable_head",
     "sequence_logprobs",
 ]
 
@@ -188,7 +190,6 @@ class PolicyWithValue(nn.Module):
             self.v_head = nn.Sequential(
                 nn.Linear(hidden, 2 * hidden), nn.ReLU(), nn.Linear(2 * hidden, 1)
             ).to(device=lm.device, dtype=next(lm.parameters()).dtype)
-        self._norm = final_norm(lm)
 
     def forward(
         self,
@@ -196,33 +197,88 @@ class PolicyWithValue(nn.Module):
         attention_mask: torch.Tensor,
         position_ids: torch.Tensor,
         positions: torch.Tensor,
+        keep: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Logits at ``positions`` (1-D indices into the sequence) and, with a value head, values."""
-        store: dict[str, torch.Tensor] = {}
-        handle = None
-        if self.v_head is not None and self._norm is not None:
-
-            def hook(_m: nn.Module, _a: Any, out: torch.Tensor) -> None:
-                store["h"] = out
-
-            handle = self._norm.register_forward_hook(hook)
-        try:
-            out = self.lm(
-                input_ids=input_ids,
-                attention_mask=attention_mask,
-                position_ids=position_ids,
-                logits_to_keep=positions,
-                use_cache=False,
-                output_hidden_states=self.v_head is not None and self._norm is None,
-            )
-        finally:
-            if handle is not None:
-                handle.remove()
+        """Logits (n, V) at the ``keep`` (B, T) entries of ``positions`` (1-D indices into the
+        sequence) and, with a value head, values (B, T) at every position."""
+        logits, hidden = packed_logits(
+            self.lm, input_ids, attention_mask, position_ids, positions, keep
+        )
         values = None
         if self.v_head is not None:
-            hidden = store["h"] if "h" in store else out.hidden_states[-1]
-            values = self.v_head(hidden[:, positions]).squeeze(-1).float()
-        return out.logits, values
+            values = self.v_head(hidden).squeeze(-1).float()
+        return logits, values
+
+
+def separable_head(lm: PreTrainedModel) -> bool:
+    """Whether ``lm``'s logits are its output embedding applied to its base model's last hidden
+    state (GPT-2, GPTNeoX, Llama, ...), checked once per model on a three-token input, so that
+    models that scale or cap their logits fall back to the full forward.
+
+    The check runs a forward pass: call it once before ``TrunkCache.replay`` patches the blocks
+    (the trainer does so for pi_theta and pi_ref when it builds them)."""
+    known = lm.__dict__.get("_vbon_separable_head")
+    if known is None:
+        head = lm.get_output_embeddings()
+        known = False
+        if head is not None and hasattr(lm, "base_model") and lm.base_model is not lm:
+            ids = torch.zeros((1, 3), dtype=torch.long, device=lm.device)
+            with torch.no_grad():
+                full = lm(input_ids=ids, use_cache=False).logits.float()
+                split = head(lm.base_model(input_ids=ids, use_cache=False)[0]).float()
+            known = bool(torch.allclose(full, split, rtol=1e-4, atol=1e-4))
+        lm.__dict__["_vbon_separable_head"] = known
+    return known
+
+
+def packed_logits(
+    lm: PreTrainedModel,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    position_ids: torch.Tensor,
+    positions: torch.Tensor,
+    keep: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits (n, V) at the ``keep`` (B, T) entries of ``positions``, and the final hidden
+    states (B, T, H) at ``positions``.
+
+    Only the kept positions go through the LM head. The (rows x positions x vocab) logits are
+    the bulk of a small model's compute and memory traffic, and completions end at different
+    lengths, so skipping the padding after each row's EOS roughly halves the head's work.
+    """
+    if separable_head(lm):
+        hidden = lm.base_model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            use_cache=False,
+        )[0][:, positions]
+        return lm.get_output_embeddings()(hidden[keep]), hidden
+    # Fallback: the full forward, with the hidden state read after the final norm (what a
+    # value head sees) by a hook, or the last hidden state when the model has no final norm.
+    norm = final_norm(lm)
+    store: dict[str, torch.Tensor] = {}
+    handle = None
+    if norm is not None:
+
+        def hook(_m: nn.Module, _a: Any, out: torch.Tensor) -> None:
+            store["h"] = out
+
+        handle = norm.register_forward_hook(hook)
+    try:
+        out = lm(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            logits_to_keep=positions,
+            use_cache=False,
+            output_hidden_states=norm is None,
+        )
+    finally:
+        if handle is not None:
+            handle.remove()
+    hidden = (store["h"] if "h" in store else out.hidden_states[-1])[:, positions]
+    return out.logits[keep], hidden
 
 
 def sequence_logprobs(
@@ -250,22 +306,19 @@ def sequence_logprobs(
     # completion positions but the last.
     length, width = input_ids.shape[1], token_ids.shape[1]
     positions = torch.arange(length - width - 1, length - 1, device=input_ids.device)
+    keep = mask.bool()
     if isinstance(model, PreTrainedModel):
-        logits = model(
-            input_ids=input_ids,
-            attention_mask=attention,
-            position_ids=position_ids,
-            logits_to_keep=positions,
-            use_cache=False,
-        ).logits
+        logits, _ = packed_logits(model, input_ids, attention, position_ids, positions, keep)
         values = None
     else:
-        logits, values = model(input_ids, attention, position_ids, positions)
+        logits, values = model(input_ids, attention, position_ids, positions, keep)
     logits = logits.float()
-    if temperature != 1.0:  # no (B, T, vocab) copy at temperature 1
+    if temperature != 1.0:  # no (n, vocab) copy at temperature 1
         logits = logits / temperature
-    picked = logits.gather(-1, token_ids.unsqueeze(-1)).squeeze(-1) - logits.logsumexp(-1)
-    maskf = mask.to(picked.dtype)
+    kept = logits.gather(-1, token_ids[keep].unsqueeze(-1)).squeeze(-1) - logits.logsumexp(-1)
+    picked = torch.zeros(mask.shape, dtype=kept.dtype, device=kept.device).masked_scatter(
+        keep, kept
+    )
     if values is not None:
-        values = values * maskf
-    return picked * maskf, values if with_values else None
+        values = values * mask.to(values.dtype)
+    return picked, values if with_values else None

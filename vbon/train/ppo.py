@@ -105,6 +105,7 @@ def ppo_step(ctx: Context, step: int, timer: Timer) -> Stats:
     stats.add("kl", kl)
     stats.add("kl_k3", (torch.expm1(-log_ratio) + log_ratio).mul(maskf).sum(-1))
     stats.add("return", score - cfg.beta * kl)
+    stats.add_clustered("objective", score - cfg.beta * kl, ro.prompt_index)
     stats.add("length", mask.sum(-1))
     stats.add("eos_rate", torch.as_tensor(ro.completions.ended, dtype=torch.float64))
     if cfg.log_samples:

@@ -78,6 +78,9 @@ def rloo_step(ctx: Context, step: int, timer: Timer) -> Stats:
         stats.add("kl", kl)
         stats.add("kl_k3", (torch.expm1(-log_ratio) + log_ratio).mul(mask).sum(-1))
         stats.add("return", returns)
+        # The run's own objective E[score] - beta KL, per step with its standard error over
+        # prompts: the curve that shows whether the run has converged.
+        stats.add_clustered("objective", returns, ro.prompt_index[sl])
         stats.add("loss", loss.detach() * rows, count=len(adv))
         stats.add("length", mask.sum(-1))
         stats.add("eos_rate", torch.as_tensor(ro.completions.ended[sl], dtype=torch.float64))

@@ -1,0 +1,254 @@
+"""One experiment spec per task: the keys that select reference caches and runs.
+
+The notebooks of a task (IMDB: 02 reference, 03 train, 04 analysis; TL;DR: 05, 06, 07) all read
+the same ``Experiment``, so two of them cannot silently disagree about the prompts, M, the N
+grid or the seeds: 02 builds exactly the caches 03 trains on, and 04 analyses exactly 03's runs
+(it trains whatever is missing through the same ``sweep``). One vocabulary for both tasks:
+``train_prompts``, ``test_prompts``, ``m``, ``eval_m``, ``n_grid``, ``kl_rl_betas``, ``seeds``.
+
+    spec = experiment("imdb", "smoke")            # the defaults of the profile
+    spec = experiment("imdb", "paper", seeds=[0])  # with overrides (validated)
+    table = sweep(spec, spec.sweep_configs())     # train or load every run
+
+The defaults are per (task, profile) in ``EXPERIMENTS``; the paper rows follow the paper's
+section 5 settings, the smoke rows the measurements in notebooks 02 and 03 (M from the F_hat
+study, budgets from the convergence curves).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vbon.cdf import M_PER_N, min_reference_samples
+from vbon.train.config import TrainConfig
+
+__all__ = ["EXPERIMENTS", "Experiment", "experiment", "sweep"]
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """What a task's notebooks share. Every field is part of ``fingerprint``."""
+
+    task: str
+    profile: str
+    train_prompts: int
+    """Train prompts with a reference cache (the first ones of the task's train split)."""
+    test_prompts: int
+    """Test prompts of every evaluation (the first ones of the test split)."""
+    m: int
+    """Reference samples per train prompt (F_hat, BoN-SFT's pool); at least M_PER_N x max N."""
+    eval_m: int
+    """Reference samples per test prompt (the pi_ref samples of every win rate)."""
+    n_grid: tuple[int, ...]
+    """N of vbon and vbon_exact (beta = 1/(N-1)), and of BoN in the analysis."""
+    kl_rl_betas: tuple[float, ...]
+    """KL weights of kl_rl (empty: 1/(N-1) for each N of n_grid)."""
+    seeds: tuple[int, ...]
+    """Training seeds: every configuration is trained once per seed."""
+    bon_sft_n: tuple[int, ...] = ()
+    """n of BoN-SFT (best of n reference samples per prompt); empty: n_grid."""
+    ref_seed: int = 0
+    """Seed of the reference caches (part of their key)."""
+    eval_k: int = 4
+    """Policy samples per test prompt in the final evaluation."""
+    rl: dict[str, Any] = field(default_factory=dict)
+    """TrainConfig fields of the RL runs (algorithm, steps, lr, batches, ...)."""
+    sft: dict[str, Any] = field(default_factory=dict)
+    """TrainConfig fields of the BoN-SFT runs."""
+    m_ablation: tuple[int, ...] = ()
+    """M values (first M of the cached samples, ``max_m``) of the M ablation."""
+    m_ablation_n: int | None = None
+    """N of the vbon runs of the M ablation."""
+
+    def __post_init__(self) -> None:
+        for name in ("train_prompts", "test_prompts", "m", "eval_m", "eval_k"):
+            _int(name, getattr(self, name), 1)
+        _int("ref_seed", self.ref_seed, 0)
+        for name in ("n_grid", "seeds", "bon_sft_n", "kl_rl_betas", "m_ablation"):
+            if isinstance(getattr(self, name), str | bytes) or not isinstance(
+                getattr(self, name), Sequence
+            ):
+                raise ValueError(f"{name}: expected a list, got {getattr(self, name)!r}")
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+        if not self.n_grid or not self.seeds:
+            raise ValueError("n_grid, seeds: need at least one value each")
+        for n in self.n_grid:
+            _int("n_grid", n, 2)
+        for s in self.seeds:
+            _int("seeds", s, 0)
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"seeds: repeated values in {list(self.seeds)}")
+        for n in self.bon_sft_n:
+            _int("bon_sft_n", n, 1)
+            if n > self.m:
+                raise ValueError(f"bon_sft_n: n = {n} exceeds m = {self.m} reference samples")
+        for b in self.kl_rl_betas:
+            if isinstance(b, bool) or not isinstance(b, int | float) or not math.isfinite(b):
+                raise ValueError(f"kl_rl_betas: expected finite numbers > 0, got {b!r}")
+            if b <= 0:
+                raise ValueError(f"kl_rl_betas: expected numbers > 0, got {b!r}")
+        for m in self.m_ablation:
+            _int("m_ablation", m, 1)
+        if self.m_ablation and self.m_ablation_n is None:
+            raise ValueError("m_ablation_n: the M ablation needs the N of its runs")
+        need = min_reference_samples(max(self.n_grid))
+        if self.m < need:
+            raise ValueError(
+                f"m: {self.m} reference samples per prompt cannot resolve BoN at N = "
+                f"{max(self.n_grid)}; the rule M >= {M_PER_N} N (vbon.cdf.M_PER_N) needs "
+                f"m >= {need}, or a smaller n_grid"
+            )
+        for name, value in (("rl", self.rl), ("sft", self.sft)):
+            unknown = set(value) - {f.name for f in dataclasses.fields(TrainConfig)}
+            if unknown:
+                raise ValueError(f"{name}: unknown TrainConfig field(s) {sorted(unknown)}")
+
+    # -- runs ------------------------------------------------------------------------------
+    @property
+    def betas(self) -> tuple[float, ...]:
+        """kl_rl's betas: ``kl_rl_betas``, or 1/(N-1) for each N of ``n_grid``."""
+        return self.kl_rl_betas or tuple(1.0 / (n - 1) for n in self.n_grid)
+
+    @property
+    def sft_n(self) -> tuple[int, ...]:
+        return self.bon_sft_n or self.n_grid
+
+    def base_config(self, method: str, **changes: Any) -> TrainConfig:
+        """The TrainConfig every run of ``method`` starts from (caches and evaluation set)."""
+        common = {
+            "task": self.task,
+            "profile": self.profile,
+            "max_train_prompts": self.train_prompts,
+            "m": self.m,
+            "ref_seed": self.ref_seed,
+            "eval_prompts": self.test_prompts,
+            "eval_m": self.eval_m,
+            "eval_k": self.eval_k,
+            # pi_ref's own metrics come from its reference samples (the analysis notebook).
+            "eval_at_start": False,
+        }
+        extra = self.sft if method == "bon_sft" else self.rl
+        if method == "kl_rl":
+            changes.setdefault("beta", self.betas[0])
+        else:
+            changes.setdefault("n", (self.sft_n if method == "bon_sft" else self.n_grid)[0])
+        return TrainConfig(**{**common, **extra, "method": method, **changes})
+
+    def sweep_configs(self, methods: Sequence[str] = ("vbon", "vbon_exact", "kl_rl", "bon_sft")):
+        """Every run of the sweep: each method over its grid, each for every seed."""
+        from vbon.train.sweep import grid
+
+        out: list[TrainConfig] = []
+        for method in methods:
+            base = self.base_config(method)
+            if method == "kl_rl":
+                out += grid(base, beta=list(self.betas), seed=list(self.seeds))
+            elif method == "bon_sft":
+                out += grid(base, n=list(self.sft_n), seed=list(self.seeds))
+            else:
+                out += grid(base, n=list(self.n_grid), seed=list(self.seeds))
+        return out
+
+    def ablation_configs(self) -> list[TrainConfig]:
+        """The M ablation: vbon at ``m_ablation_n`` with F_hat from the first M samples."""
+        from vbon.train.sweep import grid
+
+        if not self.m_ablation:
+            return []
+        base = self.base_config("vbon", n=self.m_ablation_n)
+        return grid(base, max_m=list(self.m_ablation), seed=list(self.seeds))
+
+    # -- identity ----------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        for k, v in out.items():
+            if isinstance(v, tuple):
+                out[k] = list(v)
+        return out
+
+    def fingerprint(self) -> str:
+        blob = json.dumps(self.to_dict(), sort_keys=True, default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
+        return path
+
+
+def _int(name: str, value: Any, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name}: expected integers >= {minimum}, got {value!r}")
+
+
+# The defaults. Smoke: budgets measured on the toy worlds (notebooks 02 and 03 show the study);
+# paper: the paper's section 5 and 6 settings (the authors' trlx PPO).
+EXPERIMENTS: dict[tuple[str, str], dict[str, Any]] = {
+    ("imdb", "smoke"): {
+        "train_prompts": 128,
+        "test_prompts": 64,
+        "m": 64,
+        "eval_m": 64,
+        "n_grid": (2, 4, 8),
+        "kl_rl_betas": (),
+        "seeds": (0, 1, 2),
+        "bon_sft_n": (),
+        "rl": {"algorithm": "rloo", "steps": 100, "lr": 3e-4},
+        "sft": {"steps": 30, "lr": 1e-3},
+        "m_ablation": (4, 16),
+        "m_ablation_n": 8,
+    },
+    ("imdb", "paper"): {
+        "train_prompts": 5000,
+        "test_prompts": 512,
+        "m": 512,
+        "eval_m": 512,
+        "n_grid": (2, 4, 8, 16, 32, 64, 128),
+        "kl_rl_betas": (),
+        "seeds": (0, 1, 2),
+        "bon_sft_n": (),
+        "rl": {"algorithm": "ppo", "steps": 100, "lr": 3e-5},
+        "sft": {"steps": 400, "lr": 3e-5},
+        "m_ablation": (4, 16, 64, 128),
+        "m_ablation_n": 16,
+    },
+}
+
+
+def experiment(task: str, profile: str = "smoke", **overrides: Any) -> Experiment:
+    """The experiment spec of ``task`` on ``profile``, with ``overrides`` of its fields."""
+    key = (task, profile)
+    if key not in EXPERIMENTS:
+        known = sorted({t for t, _ in EXPERIMENTS})
+        raise ValueError(
+            f"task: no experiment spec for task {task!r} on profile {profile!r} "
+            f"(tasks: {known}; profiles: smoke, paper)"
+        )
+    names = {f.name for f in dataclasses.fields(Experiment)} - {"task", "profile"}
+    unknown = sorted(set(overrides) - names)
+    if unknown:
+        raise ValueError(
+            f"overrides: unknown experiment field(s) {unknown}; known: {sorted(names)}"
+        )
+    values = {**EXPERIMENTS[key], **overrides}
+    for name in ("rl", "sft"):  # merged, so an override of one field keeps the others
+        if name in overrides:
+            values[name] = {**EXPERIMENTS[key].get(name, {}), **overrides[name]}
+    return Experiment(task=task, profile=profile, **values)
+
+
+def sweep(spec: Experiment, configs: Sequence[TrainConfig], *, workers: int = 1) -> Any:
+    """Train (or load) ``configs`` with ``vbon.train.sweep.run_sweep``; one row per run."""
+    from vbon.train.sweep import run_sweep
+
+    if not isinstance(spec, Experiment):
+        raise ValueError(f"spec: expected an Experiment, got {type(spec).__name__}")
+    return run_sweep(list(configs), workers=workers)
