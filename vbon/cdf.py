@@ -292,3 +292,73 @@ def fhat_target(n: int, m: int, *, draws: int = 2000, seed: int = 0) -> dict[str
         "kl_to_bon": float(np.nanmean(kl)),
         "saturated": n / (n + m),
     }
+
+
+def fhat_error_study(
+    pool_rewards: Any,
+    m_grid: Sequence[int],
+    n_grid: Sequence[int],
+    *,
+    resamples: int = 16,
+    seed: int = 0,
+) -> Any:
+    """How well F_hat from M samples describes the rewards BoN(N) picks, against held-out truth.
+
+    Each prompt's pool of S fresh pi_ref rewards is split in two: the first max(m_grid) are the
+    references F_hat_M is built from (its first M), the other S - max(m_grid) are held out.
+    The held-out set gives the truth F (strict, from the other held-out samples) and the
+    queries: pi_ref samples (every held-out reward) and BoN(N) choices (the best of N held-out
+    rewards drawn without replacement, ``resamples`` times per prompt and N). So neither the
+    truth nor the queries share a sample with the estimate.
+
+    Returns:
+        A DataFrame with one row per (prompt, M, N): ``abs_log_error`` = mean |log F_hat_M -
+        log F| at BoN(N)'s choices, ``saturated`` = the share of them above all M references
+        (theory: N / (N + M)), and per (prompt, M) with N = 1 the same at pi_ref samples.
+    """
+    import pandas as pd
+
+    r = as_float64(pool_rewards, "pool_rewards")
+    if r.ndim != 2:
+        raise ValueError(f"pool_rewards: expected (prompts, S), got shape {r.shape}")
+    ms = [check_n(m, "m_grid") for m in m_grid]
+    ns = [check_n(n, "n_grid") for n in n_grid]
+    m_max = max(ms)
+    held = r[:, m_max:]
+    if held.shape[1] < 2 * max(ns):
+        raise ValueError(
+            f"pool_rewards: {held.shape[1]} held-out samples per prompt after the "
+            f"{m_max} references; need at least 2 max(n_grid) = {2 * max(ns)}"
+        )
+    prompts, h = held.shape
+    rng = np.random.default_rng(seed)
+    truth = RewardCDF(held)
+    # F at a held-out sample from the other held-out samples: #{below} / (H - 1), strict.
+    rows = np.arange(prompts)[:, None]
+    below = truth.count_below(held, np.broadcast_to(rows, held.shape), strict=True)
+    log_truth = np.log(np.maximum(below, 0.5) / (h - 1))  # 0.5: the lowest sample, log F finite
+    picks = {1: np.broadcast_to(np.arange(h), (prompts, h))}
+    for n in ns:
+        subset = np.argsort(rng.random((prompts, resamples, h)), axis=-1)[..., :n]
+        best = np.take_along_axis(subset, held[rows[..., None], subset].argmax(-1)[..., None], -1)
+        picks[n] = best[..., 0]
+    out = []
+    for m in ms:
+        est = RewardCDF(r[:, :m])
+        for n, pick in picks.items():
+            q = held[rows, pick]
+            idx = np.broadcast_to(rows, q.shape)
+            log_f = est.log_cdf(q, idx)
+            out.append(
+                pd.DataFrame(
+                    {
+                        "prompt": np.arange(prompts),
+                        "M": m,
+                        "N": n,
+                        "abs_log_error": np.abs(log_f - log_truth[rows, pick]).mean(axis=1),
+                        "saturated": (est.count_below(q, idx, strict=False) == m).mean(axis=1),
+                        "saturated_theory": n / (n + m),
+                    }
+                )
+            )
+    return pd.concat(out, ignore_index=True)

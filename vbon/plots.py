@@ -57,6 +57,50 @@ def theory_curves(ax: plt.Axes, frontier: pd.DataFrame, metric: str) -> None:
         ax.plot(part["kl"], part[metric], marker=marker, ms=4, lw=1.5, **style)
 
 
+def training_curves(
+    curves: pd.DataFrame, y: str = "objective", *, smooth: int = 10, ylabel: str | None = None
+) -> plt.Figure:
+    """One panel per method: ``y`` against step for every run, a colour per setting.
+
+    ``curves`` holds one row per (run, step) with columns method, setting, seed, step and ``y``
+    (and ``<y>_se`` when logged). Lines are rolling means over ``smooth`` steps; a seed's lines
+    share its setting's colour, so the spread between seeds shows at a glance.
+    """
+    methods = [m for m in METHOD_ORDER if m in set(curves["method"])]
+    fig, axes = plt.subplots(1, len(methods), figsize=(5 * len(methods), 3.8), squeeze=False)
+    for ax, method in zip(axes[0], methods, strict=True):
+        part = curves[curves["method"] == method]
+        settings = list(dict.fromkeys(part["setting"]))
+        palette = sns.color_palette("viridis", len(settings))
+        for colour, setting in zip(palette, settings, strict=True):
+            for k, (_, run) in enumerate(part[part["setting"] == setting].groupby("seed")):
+                line = run[y].rolling(smooth, min_periods=1).mean()
+                ax.plot(run["step"], line, color=colour, lw=1.2, label=setting if k == 0 else None)
+        ax.set(title=METHOD_LABEL[method], xlabel="step", ylabel=ylabel or y)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def interval_points(ax: plt.Axes, table: pd.DataFrame, metric: str) -> None:
+    """Each configuration of ``vbon.findings.point_table`` at (KL, ``metric``) with its 95%
+    intervals on both axes, in its method's colour and marker (one legend entry per method)."""
+    for method in [m for m in METHOD_ORDER if m in set(table["method"])]:
+        part = table[table["method"] == method]
+        ax.errorbar(
+            part["kl"],
+            part[metric],
+            xerr=[part["kl"] - part["kl_low"], part["kl_high"] - part["kl"]],
+            yerr=[part[metric] - part[f"{metric}_low"], part[f"{metric}_high"] - part[metric]],
+            fmt=METHOD_MARKER[method],
+            color=METHOD_COLOR[method],
+            ms=6,
+            capsize=2,
+            lw=1,
+            label=METHOD_LABEL[method],
+        )
+
+
 def set_style() -> None:
     """The package's figure style (seaborn whitegrid, readable in print)."""
     sns.set_theme(style="whitegrid", context="notebook", rc={"figure.dpi": 100, "savefig.dpi": 150})

@@ -128,7 +128,7 @@ def mean_ci(values: Any, *, unit: str | None = None) -> Interval:
     return Interval(float(est), float(lo), float(hi), unit)
 
 
-Direction = Literal[">", "<"]
+Direction = Literal[">", "<", "within"]
 
 
 @dataclass
@@ -178,16 +178,24 @@ def decide(
 
     It holds when the whole interval lies on the claimed side, fails when the whole interval
     lies on the other side (or touches the threshold from there), and is inconclusive otherwise.
+    ``direction="within"`` claims |quantity| < threshold (an equivalence claim): it holds when
+    the interval lies inside (-threshold, threshold) and fails when it lies outside.
     """
-    if direction not in (">", "<"):
-        raise ValueError(f"direction: expected '>' or '<', got {direction!r}")
+    if direction not in (">", "<", "within"):
+        raise ValueError(f"direction: expected '>', '<' or 'within', got {direction!r}")
     lo, hi = interval.low, interval.high
     if direction == ">":
         holds, fails = lo > threshold, hi <= threshold
-    else:
+    elif direction == "<":
         holds, fails = hi < threshold, lo >= threshold
+    else:
+        if not threshold > 0:
+            raise ValueError(f"threshold: 'within' needs a margin > 0, got {threshold!r}")
+        holds = -threshold < lo and hi < threshold
+        fails = lo >= threshold or hi <= -threshold
     decision = "holds" if holds else ("fails" if fails else "inconclusive")
-    text = evidence or f"{interval} ({interval.unit}); claimed {direction} {threshold:g}"
+    side = f"within +-{threshold:g}" if direction == "within" else f"{direction} {threshold:g}"
+    text = evidence or f"{interval} ({interval.unit}); claimed {side}"
     return Claim(
         claim=claim,
         estimate=interval.estimate,
