@@ -103,6 +103,9 @@ class ReferenceSpec:
     # How tokens are drawn: a new procedure draws other samples from the same seed.
     sampler: str = SAMPLER
     extra: dict = field(default_factory=dict)
+    # Hub commits of pi_ref, the reward model and the dataset ({} for local models): a changed
+    # revision is another cache.
+    revisions: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         check_int(self.m, "m", minimum=1)
@@ -112,8 +115,19 @@ class ReferenceSpec:
             check_text(getattr(self, name), name)
         check_sampling(self.temperature, self.top_k, self.top_p, self.max_new_tokens)
 
+    def record(self) -> dict:
+        """The spec as stored in the manifest and hashed into the key.
+
+        Fields added after format 1 (``revisions``) appear only when set, so that the caches
+        built before them keep their keys.
+        """
+        out = json.loads(json.dumps(asdict(self), default=str))
+        if not out["revisions"]:
+            del out["revisions"]
+        return out
+
     def key(self) -> str:
-        blob = json.dumps({"v": _FORMAT_VERSION, **asdict(self)}, sort_keys=True, default=str)
+        blob = json.dumps({"v": _FORMAT_VERSION, **self.record()}, sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -331,7 +345,7 @@ def build_reference_cache(
     manifest = {
         "format_version": _FORMAT_VERSION,
         "manifest_version": _MANIFEST_VERSION,
-        "spec": json.loads(json.dumps(asdict(spec), default=str)),
+        "spec": spec.record(),
         "num_prompts": len(prompts),
         "num_shards": n_shards,
         "complete": False,
@@ -645,7 +659,7 @@ def import_authors_jsonl(
     _write_atomic(table, directory / _shard_file(0))
     manifest = {
         "format_version": _FORMAT_VERSION,
-        "spec": json.loads(json.dumps(asdict(spec), default=str)),
+        "spec": spec.record(),
         "num_prompts": len(prompts),
         "num_shards": 1,
     }
@@ -674,6 +688,8 @@ def task_reference_spec(
         sort_keys=True,
         default=str,
     )
+    revisions = getattr(task, "revisions", {}) or {}
+    pins = {r: revisions[r] for r in ("reference", "reward", "dataset") if revisions.get(r)}
     return ReferenceSpec(
         task=task.name,
         split=split,
@@ -685,7 +701,7 @@ def task_reference_spec(
         top_k=task.sampling.top_k,
         top_p=task.sampling.top_p,
         seed=seed,
-        **options,
+        **{"revisions": pins, **options},
     )
 
 

@@ -177,7 +177,8 @@ class TrainConfig:
     profile: str = "smoke"
     """"smoke" (toy worlds, CPU budgets) or "paper" (hub models, the paper's settings)."""
     task_overrides: dict[str, Any] = field(default_factory=dict)
-    """Keyword overrides for ``get_task`` (e.g. ``{"n_train": 1000}``, sampling fields)."""
+    """Keyword overrides for ``get_task`` (e.g. ``{"n_train": 1000}``, sampling fields). On
+    the paper profile the hub commits the task loads are filled in (``policy_revision``, ...)."""
     method: Method = "vbon"
     """"vbon" (reward log F_hat, bound L), "vbon_exact" (exact reward of PAPER.md s. 2),
     "kl_rl" (raw reward r, free beta) or "bon_sft" (SFT on the best of n reference samples)."""
@@ -346,6 +347,23 @@ class TrainConfig:
         self._check_objective()
         self._check_batches()
         self._check_rest()
+        self._pin_revisions()
+
+    def _pin_revisions(self) -> None:
+        """Record the hub commits the task will load in ``task_overrides`` (paper profile), so
+        that a changed pin is another run (the identity hashes task_overrides)."""
+        if self.profile != "paper" or self.task == "enumerable":
+            return
+        import warnings
+
+        from vbon.tasks import UnpinnedRevisionWarning, hub_revisions
+
+        with warnings.catch_warnings():  # get_task repeats the warning when it loads the task
+            warnings.simplefilter("ignore", UnpinnedRevisionWarning)
+            pins = hub_revisions(self.task, self.profile, **self.task_overrides)
+        for name, revision in pins.items():
+            if self.task_overrides.get(name) in (None, ""):
+                self.task_overrides[name] = revision
 
     # -- defaults and validation ------------------------------------------------------------------
     def _fill_defaults(self) -> None:
