@@ -65,7 +65,9 @@ def check_sampling(
         try:
             check_real(temperature, "temperature", minimum=0.0)
         except ValueError as exc:
-            raise ValueError(f"{exc}; pass greedy=True for greedy decoding") from None
+            if isinstance(temperature, int | float) and temperature <= 0:  # meant greedy?
+                raise ValueError(f"{exc}; pass greedy=True for greedy decoding") from None
+            raise
     check_int(top_k, "top_k", minimum=0)
     check_real(top_p, "top_p", minimum=0.0, maximum=1.0)
     check_int(max_new_tokens, "max_new_tokens", minimum=1)
