@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,8 +19,10 @@ from vbon.generation import sample
 from vbon.params import check_parameters
 from vbon.reference import ReferenceSpec, build_task_reference
 from vbon.tasks import DatasetNotFoundError, SamplingConfig, get_task
-from vbon.train import TrainConfig
+from vbon.train import TrainConfig, train
 from vbon.train.sweep import grid, run_sweep
+
+_OUT = tempfile.mkdtemp(prefix="vbon-bad-inputs-")  # run directories of the train() cases
 
 
 class NoModels:
@@ -141,7 +144,8 @@ CASES: dict[str, tuple[Callable[[], Any], str]] = {
         lambda: TrainConfig(num_layers_unfrozen=True),
         "num_layers_unfrozen",
     ),
-    "TrainConfig(task='chess')": (lambda: TrainConfig(task="chess"), "task"),
+    "TrainConfig(task='')": (lambda: TrainConfig(task=""), "task"),
+    "train(task='chess')": (lambda: train(TrainConfig(task="chess", output_dir=_OUT)), "task"),
     "TrainConfig(keep_checkpoints=0)": (
         lambda: TrainConfig(keep_checkpoints=0),
         "keep_checkpoints",
