@@ -42,6 +42,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
@@ -222,7 +223,7 @@ def _shard_problem(table: pa.Table, s: int, spec: dict, num_prompts: int) -> str
     for name in ("rewards", "rewards_sorted", "ended") + (
         ("ref_logprobs",) if spec.get("with_logprobs") else ()
     ):
-        lengths = pa.compute.list_value_length(table.column(name)).to_numpy(zero_copy_only=False)
+        lengths = pc.list_value_length(table.column(name)).to_numpy(zero_copy_only=False)
         if not (lengths == m).all():
             return f"is damaged: a row of {name!r} does not hold M = {m} values"
     rewards = np.stack(table.column("rewards").to_numpy(zero_copy_only=False))
@@ -239,8 +240,6 @@ def _verify(directory: Path, manifest: dict, prompts: Sequence[str] | None = Non
     without, the prompts of all shards together must hash to the spec's ``prompts_sha``
     (problem key -1: the cache as a whole).
     """
-    import pyarrow.compute  # noqa: F401  (pa.compute, used by _shard_problem)
-
     spec, num_prompts = manifest["spec"], int(manifest["num_prompts"])
     n_shards = int(manifest["num_shards"])
     recorded = {int(r["first_prompt"]) // spec["shard_size"]: r for r in manifest.get("shards", [])}
