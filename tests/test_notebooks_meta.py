@@ -37,11 +37,15 @@ def test_notebook_contract(notebook) -> None:
         assert spec["help"], f"{name} has no '# help' comment"
 
 
-def test_reproduce_rejects_unknown_notebook_and_profile() -> None:
+def test_reproduce_rejects_unknown_notebook_and_profile(capsys) -> None:
     with pytest.raises(ValueError, match="only"):
         notebook_sequence(["99"])
-    with pytest.raises(ValueError, match="profile"):
+    # The CLI reports it as a usage error: exit status 2, an error: line, no traceback.
+    with pytest.raises(SystemExit) as info:
         main(["reproduce", "--profile", "laptop"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "vbon reproduce: error: profile:" in err and "Traceback" not in err
 
 
 def test_parameters_include_profile_and_yaml(tmp_path, monkeypatch) -> None:

@@ -29,7 +29,7 @@ from vbon.toy.train import EOS, train_bpe
 
 
 def test_unknown_task_profile_and_override() -> None:
-    with pytest.raises(ValueError, match=r"task must be one of \['imdb', 'tldr'\]"):
+    with pytest.raises(ValueError, match=r"^name: expected a task among \['imdb', 'tldr'\]"):
         get_task("chess")
     with pytest.raises(ValueError, match="profile"):
         get_task("imdb", profile="laptop")

@@ -1,8 +1,15 @@
-"""numpy/torch interop for the maths modules.
+"""numpy/torch interop for the maths modules, and the one input rule they share.
 
-The maths runs in float64 numpy (exactness matters more than speed for these O(n) reductions);
-callers may pass torch tensors and get a tensor back on the same device. Validation errors name
-the offending argument, as every public function promises.
+The input rule of ``vbon.bon``, ``vbon.cdf``, ``vbon.objectives`` and ``vbon.evaluate``: an
+array argument may be a Python scalar, a list or tuple (nested, rectangular), a numpy array or a
+torch tensor (on any device). Lists and tuples mean exactly what ``np.asarray`` makes of them, so
+``[1.0, 2.0, 3.0]`` is the 1-D array of three values. The one place a sequence may be ragged is a
+per-prompt collection (``RewardCDF``'s reference rewards): rows of different lengths are then
+separate prompts. Results come back as a tensor (same device) when the argument they follow is a
+tensor, and as numpy otherwise.
+
+The maths runs in float64 numpy (exactness matters more than speed for these O(n) reductions).
+Validation errors name the offending argument, as every public function promises.
 """
 
 from __future__ import annotations
@@ -40,17 +47,43 @@ def as_float64(x: Any, name: str, *, allow_inf: bool = True, check_nan: bool = T
     return arr
 
 
-def like(template: Any) -> Callable[[np.ndarray], Any]:
-    """A function that turns a result back into the array type (and device) of ``template``."""
+def like(template: Any, *, integer: bool = False) -> Callable[[np.ndarray], Any]:
+    """A function that turns a result back into the array type (and device) of ``template``
+    (a float tensor of the template's float dtype, or int64 for ``integer`` results)."""
     if not is_tensor(template):
         return lambda a: a
+    if integer:
+        return lambda a: torch.as_tensor(np.asarray(a), dtype=torch.int64, device=template.device)
     dtype = template.dtype if template.is_floating_point() else torch.float64
     device = template.device
     return lambda a: torch.as_tensor(np.asarray(a), dtype=dtype, device=device)
 
 
+def as_index(x: Any, name: str) -> np.ndarray:
+    """``x`` (list, array or tensor of integers, any device) as an int64 ndarray; ValueError
+    naming ``name`` for non-integers (bools and integral floats included: an index is an index)."""
+    if is_tensor(x):
+        x = x.detach().cpu().numpy()
+    arr = np.asarray(x)
+    if arr.size and not np.issubdtype(arr.dtype, np.integer):
+        raise ValueError(f"{name}: expected integers, got {arr.dtype}")
+    return arr.astype(np.int64, copy=False)
+
+
+def as_bool(x: Any, name: str) -> np.ndarray:
+    """``x`` (list, array or tensor, any device) as a bool ndarray."""
+    if is_tensor(x):
+        x = x.detach().cpu().numpy()
+    try:
+        return np.asarray(x, dtype=bool)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{name}: expected booleans, got {type(x).__name__} ({exc})") from None
+
+
 def check_n(n: Any, name: str = "n", minimum: int = 1) -> int:
     """Validate a Best-of-N sample count: an integer >= ``minimum``."""
+    if (is_tensor(n) or isinstance(n, np.ndarray)) and n.ndim == 0:
+        n = n.item()  # a 0-d tensor or array from iterating over one
     if isinstance(n, bool) or not isinstance(n, int | np.integer):
         if isinstance(n, float | np.floating) and float(n).is_integer():
             n = int(n)

@@ -23,7 +23,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from vbon._array import as_float64, check_n, is_tensor, like
+from vbon._array import as_float64, as_index, check_n, is_tensor, like
 
 __all__ = ["RewardCDF", "empirical_log_cdf"]
 
@@ -88,8 +88,11 @@ class RewardCDF:
 
     @staticmethod
     def _padded(ref_rewards: Any) -> tuple[np.ndarray, np.ndarray]:
-        if is_tensor(ref_rewards) or isinstance(ref_rewards, np.ndarray):
-            arr = as_float64(ref_rewards, "ref_rewards")
+        rectangular = _rectangular(ref_rewards)
+        if rectangular is not None:
+            arr = rectangular
+            if np.isnan(arr).any():
+                raise ValueError("ref_rewards: contains NaN")
             if arr.ndim == 1:
                 arr = arr[None, :]
             if arr.ndim != 2:
@@ -125,10 +128,11 @@ class RewardCDF:
         """#{m : r_m < t} (``strict=False``: <=) for each reward t against its prompt's samples.
 
         ``prompt_index`` gives each reward's prompt (same shape as ``rewards``); when omitted,
-        axis 0 of ``rewards`` runs over the prompts (shape (P, ...)).
+        axis 0 of ``rewards`` runs over the prompts (shape (P, ...)). Integer counts, an int64
+        tensor when ``rewards`` is a tensor.
         """
         t, rows = self._query(rewards, prompt_index)
-        return self._count(t, rows, strict)
+        return like(rewards, integer=True)(self._count(t, rows, strict))
 
     def _count(self, t: np.ndarray, rows: np.ndarray, strict: bool) -> np.ndarray:
         flat_rows = rows.ravel()
@@ -178,20 +182,16 @@ class RewardCDF:
                 np.arange(self.num_prompts).reshape((-1,) + (1,) * (t.ndim - 1)), t.shape
             )
             return t, rows
-        if is_tensor(prompt_index):
-            prompt_index = prompt_index.detach().cpu().numpy()
-        rows = np.asarray(prompt_index)
+        rows = as_index(prompt_index, "prompt_index")
         if rows.ndim == 0:  # one prompt for every query
             rows = np.broadcast_to(rows, t.shape)
         if rows.shape != t.shape:
             raise ValueError(
                 f"prompt_index: shape {rows.shape} does not match rewards shape {t.shape}"
             )
-        if rows.size and not np.issubdtype(rows.dtype, np.integer):
-            raise ValueError(f"prompt_index: expected integers, got {rows.dtype}")
         if rows.size and (rows.min() < 0 or rows.max() >= self.num_prompts):
             raise ValueError(f"prompt_index: values must lie in [0, {self.num_prompts})")
-        return t, rows.astype(np.int64, copy=False)
+        return t, rows
 
 
 def empirical_log_cdf(
@@ -206,8 +206,11 @@ def empirical_log_cdf(
 
     One prompt: ``ref_rewards`` is 1-D (its M rewards) and ``rewards`` any shape. Many prompts:
     ``ref_rewards`` is (P, M) or a ragged list, and either ``rewards`` is (P, ...) or
-    ``prompt_index`` names each reward's prompt. For repeated queries against the same prompts
-    (a training loop), build a :class:`RewardCDF` once and call its ``log_cdf``.
+    ``prompt_index`` names each reward's prompt. Lists and tuples follow the input rule of
+    ``vbon._array``: ``[1.0, 2.0, 3.0]`` is one prompt's M = 3 rewards, exactly like the array; a
+    list of rows of different lengths is a ragged many-prompt cache. For repeated queries
+    against the same prompts (a training loop), build a :class:`RewardCDF` once and call its
+    ``log_cdf``.
     """
     cdf = RewardCDF(ref_rewards)
     if prompt_index is None and _is_single_prompt(ref_rewards):
@@ -215,10 +218,30 @@ def empirical_log_cdf(
     return cdf.log_cdf(rewards, prompt_index, smoothing=smoothing, strict=strict)
 
 
-def _is_single_prompt(ref_rewards: Any) -> bool:
+def _rectangular(ref_rewards: Any) -> np.ndarray | None:
+    """``ref_rewards`` as a float64 array when it is one (tensor, array, or a rectangular list
+    or tuple: the input rule of ``vbon._array``), None when it is a ragged per-prompt sequence.
+
+    NaN is left for the caller, which names the argument."""
     if is_tensor(ref_rewards) or isinstance(ref_rewards, np.ndarray):
-        return ref_rewards.ndim == 1
-    return not any(np.ndim(r) > 0 for r in ref_rewards)
+        return as_float64(ref_rewards, "ref_rewards", check_nan=False)
+    if not isinstance(ref_rewards, Sequence) or isinstance(ref_rewards, str):
+        return None
+    if any(is_tensor(r) for r in ref_rewards):
+        # np.asarray would stop at the tensors' devices; one conversion per row instead.
+        ref_rewards = [as_float64(r, f"ref_rewards[{i}]") for i, r in enumerate(ref_rewards)]
+    shapes = {np.shape(r) for r in ref_rewards}
+    if len(shapes) > 1:
+        return None  # rows of different lengths: one prompt per row
+    try:
+        return np.asarray(ref_rewards, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"ref_rewards: expected numbers, got {exc}") from None
+
+
+def _is_single_prompt(ref_rewards: Any) -> bool:
+    arr = _rectangular(ref_rewards)
+    return arr is not None and arr.ndim == 1
 
 
 # -- when is F_hat fine enough for BoN(N)? ------------------------------------------------------

@@ -1,13 +1,30 @@
 """The ``vbon`` command: ``vbon reproduce``, ``vbon toy build``, ...
 
 Each sub-command lives in its own ``_add_*`` function so that the parser reads top to bottom.
+A configuration error (the package's ``ValueError``: a bad flag value, an unknown task, an
+interrupted run without ``--resume``, a model that cannot be loaded offline) is printed the way
+argparse prints its own: the sub-command's usage and an ``error:`` line, exit status 2, no
+traceback (``VBON_TRACEBACK=1`` shows it).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
+
+
+def run_reporting_usage_errors(parser: argparse.ArgumentParser, action: Callable[[], Any]) -> Any:
+    """``action()``, with a ValueError or a missing file turned into ``parser.error`` (exit 2)."""
+    try:
+        return action()
+    except (ValueError, FileNotFoundError) as exc:
+        if os.environ.get("VBON_TRACEBACK"):
+            raise
+        message = str(exc) if isinstance(exc, ValueError) else f"{exc.strerror}: {exc.filename}"
+        parser.error(message)
 
 
 def _add_reproduce(sub: argparse._SubParsersAction) -> None:
@@ -27,7 +44,7 @@ def _add_reproduce(sub: argparse._SubParsersAction) -> None:
         reproduce(profile=args.profile, only=only, resume=args.resume)
         return 0
 
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, parser=p)
 
 
 def _add_toy(sub: argparse._SubParsersAction) -> None:
@@ -60,7 +77,7 @@ def _add_toy(sub: argparse._SubParsersAction) -> None:
             print(f"already built, nothing to do:\n{format_quality(worlds[name])}")
         return 0
 
-    b.set_defaults(func=run)
+    b.set_defaults(func=run, parser=b)
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
@@ -76,16 +93,18 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     def run(args: argparse.Namespace) -> int:
         import json
 
-        from vbon.train import train
         from vbon.train.args import config_from_args
 
-        result = train(config_from_args(args))
+        config = config_from_args(args)  # validated here, before torch is imported
+        from vbon.train import train
+
+        result = train(config)
         print(
             json.dumps({"run_dir": str(result.run_dir), "metrics": result.metrics}, default=float)
         )
         return 0
 
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, parser=p)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -98,8 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    return int(run_reporting_usage_errors(args.parser, lambda: args.func(args)) or 0)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from vbon._array import as_float64, check_n
+from vbon._array import as_bool, as_float64, as_index, check_n, is_tensor, like
 from vbon.bon import kl_bon_bound
 from vbon.cdf import RewardCDF
 from vbon.objectives import log_bon_ratio
@@ -60,7 +60,7 @@ def mean_se(values: Any, prompt_index: Any = None) -> MeanSE:
     if v.size == 0:
         raise ValueError("values: empty")
     if prompt_index is not None:
-        idx = np.asarray(prompt_index).ravel()
+        idx = as_index(prompt_index, "prompt_index").ravel()
         if idx.shape != v.ravel().shape:
             raise ValueError(f"prompt_index: shape {idx.shape} does not match values {v.shape}")
         _, inverse, counts = np.unique(idx, return_inverse=True, return_counts=True)
@@ -80,8 +80,10 @@ def win_rates(
     prompt_index: Any = None,
     *,
     method: Literal["all", "first"] = "all",
-) -> np.ndarray:
+) -> Any:
     """Per-sample win rate of policy rewards against pi_ref samples of the same prompt.
+
+    Returns an array shaped like ``rewards``, a tensor when ``rewards`` is one.
 
     Args:
         rewards: policy rewards, (P, k) or flat with ``prompt_index``.
@@ -91,26 +93,28 @@ def win_rates(
             package's default); "first" is the authors' variant: one comparison with the first
             cached reference sample, ties count as a loss.
     """
+    wrap = like(rewards)
+    rewards = as_float64(rewards, "rewards")  # numpy from here; the result is wrapped back
     if method == "first":
         if isinstance(ref_rewards, RewardCDF):
             raise ValueError(
                 "ref_rewards: method='first' needs the rewards in draw order, not a RewardCDF"
             )
         cdf = RewardCDF(ref_rewards, max_m=1)
-        return cdf.count_below(rewards, prompt_index, strict=True).astype(np.float64)
+        return wrap(cdf.count_below(rewards, prompt_index, strict=True).astype(float))
     if method != "all":
         raise ValueError(f"method: expected 'all' or 'first', got {method!r}")
     cdf = ref_rewards if isinstance(ref_rewards, RewardCDF) else RewardCDF(ref_rewards)
     below = cdf.count_below(rewards, prompt_index, strict=True)
     below_or_equal = cdf.count_below(rewards, prompt_index, strict=False)
     rows = (
-        np.asarray(prompt_index)
+        np.broadcast_to(as_index(prompt_index, "prompt_index"), below.shape)
         if prompt_index is not None
         else np.broadcast_to(
             np.arange(cdf.num_prompts).reshape((-1,) + (1,) * (below.ndim - 1)), below.shape
         )
     )
-    return (below + below_or_equal) / (2.0 * cdf.counts[rows])
+    return wrap((below + below_or_equal) / (2.0 * cdf.counts[rows]))
 
 
 def win_rate(
@@ -152,7 +156,7 @@ def kl_estimates(
         raise ValueError(f"ref_logprobs: shape {lr.shape} does not match policy {lp.shape}")
     if lp.ndim == 1:
         lp, lr = lp[:, None], lr[:, None]
-    m = np.ones(lp.shape, dtype=bool) if mask is None else np.asarray(mask, dtype=bool)
+    m = np.ones(lp.shape, dtype=bool) if mask is None else as_bool(mask, "mask")
     if m.shape != lp.shape:
         raise ValueError(f"mask: shape {m.shape} does not match log-probs {lp.shape}")
     log_ratio = np.where(m, lp - lr, 0.0)
@@ -264,10 +268,11 @@ def bon_evaluate(
     return table
 
 
-def pareto_frontier(x: Any, y: Any) -> np.ndarray:
+def pareto_frontier(x: Any, y: Any) -> Any:
     """Mask of points on the Pareto frontier: no other point has x <= and y >= with one strict.
 
-    Lower x (KL) and higher y (reward or win rate) are better.
+    Lower x (KL) and higher y (reward or win rate) are better. The mask is flat, a bool tensor
+    when ``x`` is a tensor.
     """
     xs = as_float64(x, "x").ravel()
     ys = as_float64(y, "y").ravel()
@@ -281,6 +286,10 @@ def pareto_frontier(x: Any, y: Any) -> np.ndarray:
     on = y_sorted > best_before
     mask = np.zeros(xs.size, dtype=bool)
     mask[order] = on
+    if is_tensor(x):
+        import torch
+
+        return torch.as_tensor(mask, device=x.device)
     return mask
 
 

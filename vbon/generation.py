@@ -24,6 +24,8 @@ import torch
 from tqdm.auto import tqdm
 from transformers import DynamicCache, GenerationConfig, PreTrainedModel, PreTrainedTokenizerBase
 
+from vbon._checks import check_int, check_real
+
 __all__ = [
     "Completions",
     "check_sampling",
@@ -58,18 +60,17 @@ class Completions:
 def check_sampling(
     temperature: float, top_k: int, top_p: float, max_new_tokens: int, greedy: bool = False
 ) -> None:
-    """Validate sampling settings, naming the parameter at fault."""
-    if not greedy and not (temperature > 0 and np.isfinite(temperature)):
-        raise ValueError(
-            f"temperature: must be > 0 for sampling, got {temperature!r}; "
-            "pass greedy=True for greedy decoding"
-        )
-    if not isinstance(top_k, int | np.integer) or top_k < 0:
-        raise ValueError(f"top_k: must be an integer >= 0 (0 disables it), got {top_k!r}")
-    if not 0 < top_p <= 1:
-        raise ValueError(f"top_p: must lie in (0, 1] (1 disables it), got {top_p!r}")
-    if not isinstance(max_new_tokens, int | np.integer) or max_new_tokens < 1:
-        raise ValueError(f"max_new_tokens: must be an integer >= 1, got {max_new_tokens!r}")
+    """Validate sampling settings, naming the parameter at fault (strings are not numbers)."""
+    if not greedy:
+        try:
+            check_real(temperature, "temperature", minimum=0.0)
+        except ValueError as exc:
+            if isinstance(temperature, int | float) and temperature <= 0:  # meant greedy?
+                raise ValueError(f"{exc}; pass greedy=True for greedy decoding") from None
+            raise
+    check_int(top_k, "top_k", minimum=0)
+    check_real(top_p, "top_p", minimum=0.0, maximum=1.0)
+    check_int(max_new_tokens, "max_new_tokens", minimum=1)
 
 
 def _eos_ids(tokenizer: PreTrainedTokenizerBase, model: PreTrainedModel) -> list[int]:
@@ -212,10 +213,11 @@ def sample(
         progress: show a tqdm bar of completions.
     """
     check_sampling(temperature, top_k, top_p, max_new_tokens, greedy)
-    if num_samples < 1:
-        raise ValueError(f"num_samples: must be >= 1, got {num_samples}")
-    if batch_size < 1:
-        raise ValueError(f"batch_size: must be >= 1, got {batch_size}")
+    check_int(num_samples, "num_samples", minimum=1)
+    check_int(batch_size, "batch_size", minimum=1)
+    check_int(seed, "seed", minimum=0, allow_none=True)
+    if isinstance(prompts, str) or not all(isinstance(p, str) for p in prompts):
+        raise ValueError("prompts: must be a list of strings")
     if not prompts:
         raise ValueError("prompts: empty")
     if tokenizer.pad_token_id is None:

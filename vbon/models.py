@@ -78,11 +78,19 @@ def _looks_like_path(name: str) -> bool:
     )
 
 
-def _check_source(name_or_path: str | os.PathLike[str], what: str) -> str:
-    if not isinstance(name_or_path, str | os.PathLike) or not str(name_or_path):
+def _check_source(
+    name_or_path: str | os.PathLike[str], what: str, revision: str | None = None
+) -> str:
+    if not isinstance(name_or_path, str | os.PathLike) or not str(name_or_path).strip():
         raise ValueError(f"{what} must be a hub id or a local directory, got {name_or_path!r}")
+    if revision is not None and (not isinstance(revision, str) or not revision.strip()):
+        raise ValueError(f"revision: must be a hub commit, branch or tag, got {revision!r}")
     name = str(name_or_path)
     path = Path(name).expanduser()
+    if path.is_dir() and revision is not None:
+        raise ValueError(
+            f"revision: {what} {name!r} is a local directory; a revision pins hub ids only"
+        )
     if path.is_dir():
         if not (path / "config.json").is_file():
             raise ModelNotFoundError(
@@ -152,10 +160,19 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     return torch.device(device)
 
 
+def _revision_kwargs(revision: str | None) -> dict[str, str]:
+    return {} if revision is None else {"revision": revision}
+
+
 def load_tokenizer(
-    name_or_path: str | os.PathLike[str], *, padding_side: Literal["left", "right"] = "left"
+    name_or_path: str | os.PathLike[str],
+    *,
+    padding_side: Literal["left", "right"] = "left",
+    revision: str | None = None,
 ) -> PreTrainedTokenizerBase:
     """Load a tokenizer, with a pad token and the given padding side.
+
+    ``revision`` (a hub commit sha, branch or tag; hub ids only) pins the files loaded.
 
     A tokenizer without a pad token (GPT-2) pads with its EOS token. Adding a new string such as
     ``"[PAD]"`` instead would grow the vocabulary past the model's embedding matrix, or, if not
@@ -164,9 +181,9 @@ def load_tokenizer(
     """
     if padding_side not in ("left", "right"):
         raise ValueError(f"padding_side must be 'left' or 'right', got {padding_side!r}")
-    source = _check_source(name_or_path, "tokenizer")
+    source = _check_source(name_or_path, "tokenizer", revision)
     with _explain_load_errors(source, "tokenizer"):
-        tok = AutoTokenizer.from_pretrained(source)
+        tok = AutoTokenizer.from_pretrained(source, **_revision_kwargs(revision))
     if tok.pad_token is None:
         if tok.eos_token is None:
             raise ValueError(f"tokenizer {source!r} has neither a pad nor an EOS token to pad with")
@@ -191,19 +208,21 @@ def load_causal_lm(
     *,
     dtype: str | torch.dtype | None = None,
     device: str | torch.device | None = None,
+    revision: str | None = None,
     **kwargs: Any,
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """Load a policy / reference LM and its left-padding tokenizer, in eval mode.
 
-    ``kwargs`` go to ``AutoModelForCausalLM.from_pretrained`` (e.g. ``attn_implementation``).
+    ``revision`` pins a hub id's commit (model and tokenizer alike). ``kwargs`` go to
+    ``AutoModelForCausalLM.from_pretrained`` (e.g. ``attn_implementation``).
     Raises :class:`OfflineModelError` for a hub id that cannot be fetched offline.
     """
-    source = _check_source(name_or_path, "model")
+    source = _check_source(name_or_path, "model", revision)
     dev = resolve_device(device)
-    tok = load_tokenizer(source, padding_side="left")
+    tok = load_tokenizer(source, padding_side="left", revision=revision)
     with _explain_load_errors(source, "model"):
         model = AutoModelForCausalLM.from_pretrained(
-            source, dtype=resolve_dtype(dtype, dev), **kwargs
+            source, dtype=resolve_dtype(dtype, dev), **_revision_kwargs(revision), **kwargs
         )
     return _finish(model, tok, dev), tok
 
@@ -510,26 +529,31 @@ def load_reward_model(
     output: Literal["logit", "prob"] = "logit",
     include_prompt: bool = True,
     eos_penalty: float | None = None,
+    revision: str | None = None,
     **kwargs: Any,
 ) -> RewardModel:
     """Load a reward model: a classifier (num_labels >= 2) or a scalar sequence RM (num_labels == 1).
 
     ``kind='auto'`` decides from ``config.num_labels``. Classifier options: ``label`` /
     ``label_index``, ``output``, ``include_prompt``; sequence options: ``eos_penalty``.
-    ``kwargs`` go to ``from_pretrained`` (e.g. ``quantization_config``).
+    ``revision`` pins a hub id's commit. ``kwargs`` go to ``from_pretrained`` (e.g.
+    ``quantization_config``).
     """
     if kind not in ("auto", "classifier", "sequence"):
         raise ValueError(f"kind must be 'auto', 'classifier' or 'sequence', got {kind!r}")
-    source = _check_source(name_or_path, "reward model")
+    source = _check_source(name_or_path, "reward model", revision)
+    pin = _revision_kwargs(revision)
     dev = resolve_device(device)
     with _explain_load_errors(source, "reward model"):
-        config = AutoConfig.from_pretrained(source)
+        config = AutoConfig.from_pretrained(source, **pin)
     if kind == "auto":
         kind = "sequence" if int(config.num_labels) == 1 else "classifier"
-    tok = load_tokenizer(source, padding_side="right" if kind == "classifier" else "left")
+    tok = load_tokenizer(
+        source, padding_side="right" if kind == "classifier" else "left", revision=revision
+    )
     with _explain_load_errors(source, "reward model"):
         model = AutoModelForSequenceClassification.from_pretrained(
-            source, dtype=resolve_dtype(dtype, dev), **kwargs
+            source, dtype=resolve_dtype(dtype, dev), **pin, **kwargs
         )
     model = _finish(model, tok, dev)
     if kind == "classifier":

@@ -29,6 +29,7 @@ import numpy as np
 from scipy.special import gammaln, logsumexp
 
 from vbon._array import as_float64, check_n, like
+from vbon._checks import check_real
 
 __all__ = [
     "beta_from_n",
@@ -60,10 +61,7 @@ def n_from_beta(beta: float, *, rounding: Literal["exact", "nearest", "authors"]
         rounding: "exact" rejects a beta for which 1/beta + 1 is not an integer (to 1e-9);
             "nearest" rounds; "authors" truncates, int(1/beta) + 1, as the authors' code did.
     """
-    if not isinstance(beta, int | float | np.floating | np.integer) or not np.isfinite(beta):
-        raise ValueError(f"beta: must be a positive finite number, got {beta!r}")
-    if beta <= 0:
-        raise ValueError(f"beta: must be > 0, got {beta}")
+    beta = check_real(beta, "beta", minimum=0.0)
     n_real = 1.0 / float(beta) + 1.0
     if rounding == "authors":
         return int(1.0 / float(beta)) + 1
@@ -162,8 +160,7 @@ def kl_rl_optimum_pmf(ref_probs: Any, rewards: Any, beta: float) -> Any:
 
     Unlike vBoN's optimum, it changes when r is rescaled (scaling r by c is beta / c).
     """
-    if not np.isfinite(beta) or beta <= 0:
-        raise ValueError(f"beta: must be > 0, got {beta!r}")
+    beta = check_real(beta, "beta", minimum=0.0)
     p = as_float64(ref_probs, "ref_probs")
     r = as_float64(rewards, "rewards", allow_inf=False)
     if p.shape != r.shape:

@@ -3,7 +3,10 @@
 Notebooks and library code take every path from here, never from the working directory, so a
 notebook executed by papermill from any cwd writes to the same place.
 
-- ``VBON_RUNS`` overrides the runs directory (default ``<repo>/runs``).
+- ``VBON_RUNS`` overrides the runs directory (default ``<repo>/runs``); it may lie anywhere,
+  inside the repository or not. A relative value is resolved against the working directory of
+  the process that reads it first; ``vbon reproduce`` exports the absolute path to the kernels
+  it starts, whose working directory is ``notebooks/``.
 - ``VBON_CACHE`` overrides the cache of built toy worlds (default: the user cache dir).
 """
 
@@ -26,8 +29,9 @@ def repo_root() -> Path:
 
 
 def runs_dir(profile: str | None = None) -> Path:
-    """``runs/`` (or ``$VBON_RUNS``), optionally the sub-directory of one profile."""
-    base = Path(os.environ.get("VBON_RUNS", repo_root() / "runs")).expanduser()
+    """``runs/`` (or ``$VBON_RUNS``, absolute), optionally the sub-directory of one profile."""
+    env = os.environ.get("VBON_RUNS", "").strip()
+    base = Path(env).expanduser().resolve() if env else repo_root() / "runs"
     return base / profile if profile else base
 
 

@@ -12,6 +12,18 @@ reuses a stale cache. Each shard is written to a temporary file and renamed into
 or Ctrl-C loses at most the shard in progress; rebuilding skips finished shards. Shard s is
 sampled with its own seed, so a resumed cache equals an uninterrupted one. Under
 ``accelerate launch`` the shards are divided among the processes.
+
+Integrity: the finished manifest records, for every shard, its file name, first prompt index,
+row count and the sha256 of the file's bytes. Loading (``ReferenceCache(directory)``) checks
+that every recorded shard is present with that hash, that no other ``shard-*.parquet`` file is
+there, that every prompt index 0..P-1 appears exactly once, that the prompts hash to the spec's
+``prompts_sha`` and that each row holds M rewards with a consistent sorted copy; anything else
+raises :class:`CacheIntegrityError` naming the file and the call that repairs it. The builders
+(``build_reference_cache``, ``build_task_reference``) repair instead: they sample again only
+the missing or damaged shards (identical to the originals, each shard having its own seed) and
+remove files that do not belong. A manifest written before hashes were recorded (no
+``shards`` entry) is checked for everything but the hashes and loaded with a warning; the next
+builder call adopts the shards that pass and records their hashes.
 """
 
 from __future__ import annotations
@@ -21,21 +33,26 @@ import hashlib
 import json
 import os
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
+from vbon._checks import check_int, check_text
 from vbon.cdf import RewardCDF
 from vbon.generation import SAMPLER, check_sampling, completion_logprobs, sample
 from vbon.models import REWARD_DIGITS
 
 __all__ = [
+    "CacheIntegrityError",
     "ReferenceSpec",
     "ReferenceCache",
     "build_reference_cache",
@@ -44,7 +61,26 @@ __all__ = [
 ]
 
 RewardFn = Callable[..., np.ndarray]
-_FORMAT_VERSION = 1
+_FORMAT_VERSION = 1  # part of every cache key: changing it invalidates every cache
+_MANIFEST_VERSION = 2  # 2: per-shard records with sha256 (1: none); not part of the key
+_COLUMNS = ("prompt_index", "prompt", "rewards", "rewards_sorted", "ended")
+_REPAIR = (
+    "vbon.reference.build_task_reference(task, split, m, ...) (or build_reference_cache("
+    "prompts, spec, ...)) with the arguments that built it repairs it, sampling only the "
+    "damaged or missing shards again"
+)
+
+
+class _NeedsSampling(ValueError):
+    """Shards must be sampled but no model was given (build_task_reference then loads one)."""
+
+
+class CacheIntegrityError(ValueError):
+    """A reference cache on disk is incomplete or damaged; ``path`` is the file at fault."""
+
+    def __init__(self, message: str, path: Path) -> None:
+        super().__init__(message)
+        self.path = path
 
 
 @dataclass(frozen=True)
@@ -68,18 +104,31 @@ class ReferenceSpec:
     # How tokens are drawn: a new procedure draws other samples from the same seed.
     sampler: str = SAMPLER
     extra: dict = field(default_factory=dict)
+    # Hub commits of pi_ref, the reward model and the dataset ({} for local models): a changed
+    # revision is another cache.
+    revisions: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.m < 1:
-            raise ValueError(
-                f"m: the number of reference samples per prompt must be >= 1, got {self.m}"
-            )
-        if self.shard_size < 1:
-            raise ValueError(f"shard_size: must be >= 1, got {self.shard_size}")
+        check_int(self.m, "m", minimum=1)
+        check_int(self.seed, "seed", minimum=0)
+        check_int(self.shard_size, "shard_size", minimum=1)
+        for name in ("task", "split", "policy", "reward"):
+            check_text(getattr(self, name), name)
         check_sampling(self.temperature, self.top_k, self.top_p, self.max_new_tokens)
 
+    def record(self) -> dict:
+        """The spec as stored in the manifest and hashed into the key.
+
+        Fields added after format 1 (``revisions``) appear only when set, so that the caches
+        built before them keep their keys.
+        """
+        out = json.loads(json.dumps(asdict(self), default=str))
+        if not out["revisions"]:
+            del out["revisions"]
+        return out
+
     def key(self) -> str:
-        blob = json.dumps({"v": _FORMAT_VERSION, **asdict(self)}, sort_keys=True, default=str)
+        blob = json.dumps({"v": _FORMAT_VERSION, **self.record()}, sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -113,6 +162,156 @@ def _process_info() -> tuple[int, int, Callable[[], None]]:
     return state.process_index, state.num_processes, state.wait_for_everyone
 
 
+def _shard_file(s: int) -> str:
+    return f"shard-{s:05d}.parquet"
+
+
+def _shard_rows(num_prompts: int, shard_size: int, s: int) -> int:
+    return min(shard_size, num_prompts - s * shard_size)
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@dataclass
+class _Check:
+    """What verifying a cache directory found: good shards (with their tables and hashes),
+    problems by shard, and files that do not belong."""
+
+    tables: dict[int, pa.Table] = field(default_factory=dict)
+    hashes: dict[int, str] = field(default_factory=dict)
+    problems: dict[int, str] = field(default_factory=dict)
+    extra: list[Path] = field(default_factory=list)
+
+    def first_error(self, directory: Path) -> CacheIntegrityError | None:
+        if self.extra:
+            path = self.extra[0]
+            return CacheIntegrityError(
+                f"reference cache {directory}: unexpected file {path.name} (not a shard of this "
+                f"cache's manifest: a duplicate or a leftover of another build); {_REPAIR}",
+                path,
+            )
+        if self.problems:
+            s = min(self.problems)
+            path = directory / _shard_file(s) if s >= 0 else directory
+            name = path.name if s >= 0 else "its shards"
+            return CacheIntegrityError(
+                f"reference cache {directory}: {name} {self.problems[s]}; {_REPAIR}", path
+            )
+        return None
+
+
+def _shard_problem(table: pa.Table, s: int, spec: dict, num_prompts: int) -> str | None:
+    """Why a shard's contents cannot be the shard ``s`` of this cache, or None."""
+    columns = list(_COLUMNS)
+    if spec.get("keep_texts"):
+        columns.append("texts")
+    if spec.get("with_logprobs"):
+        columns.append("ref_logprobs")
+    missing = [c for c in columns if c not in table.column_names]
+    if missing:
+        return f"is damaged: it lacks the column(s) {missing}"
+    rows = _shard_rows(num_prompts, spec["shard_size"], s)
+    if table.num_rows != rows:
+        return f"is damaged: it holds {table.num_rows} rows, the shard has {rows} prompts"
+    first = s * spec["shard_size"]
+    index = table.column("prompt_index").to_numpy()
+    if not np.array_equal(index, np.arange(first, first + rows)):
+        return f"is damaged: its prompt indices are not {first}..{first + rows - 1}"
+    m = spec["m"]
+    for name in ("rewards", "rewards_sorted", "ended") + (
+        ("ref_logprobs",) if spec.get("with_logprobs") else ()
+    ):
+        lengths = pc.list_value_length(table.column(name)).to_numpy(zero_copy_only=False)
+        if not (lengths == m).all():
+            return f"is damaged: a row of {name!r} does not hold M = {m} values"
+    rewards = np.stack(table.column("rewards").to_numpy(zero_copy_only=False))
+    sorted_ = np.stack(table.column("rewards_sorted").to_numpy(zero_copy_only=False))
+    if not np.array_equal(np.sort(rewards, axis=1), sorted_):
+        return "is damaged: its sorted rewards are not the sorted draws"
+    return None
+
+
+def _verify(directory: Path, manifest: dict, prompts: Sequence[str] | None = None) -> _Check:
+    """Check every shard of a cache against its manifest (hashes when recorded).
+
+    With ``prompts`` (a builder knows them) each shard's prompts are compared with its slice;
+    without, the prompts of all shards together must hash to the spec's ``prompts_sha``
+    (problem key -1: the cache as a whole).
+    """
+    spec, num_prompts = manifest["spec"], int(manifest["num_prompts"])
+    n_shards = int(manifest["num_shards"])
+    recorded = {int(r["first_prompt"]) // spec["shard_size"]: r for r in manifest.get("shards", [])}
+    expected = {_shard_file(s) for s in range(n_shards)}
+    out = _Check(
+        extra=sorted(p for p in directory.glob("shard-*.parquet") if p.name not in expected)
+    )
+    for s in range(n_shards):
+        path = directory / _shard_file(s)
+        if not path.is_file():
+            out.problems[s] = "is missing"
+            continue
+        data = path.read_bytes()
+        digest = _sha256(data)
+        record = recorded.get(s)
+        if record is not None and record.get("sha256") != digest:
+            out.problems[s] = (
+                f"is damaged: its sha256 {digest[:12]}... differs from the manifest's "
+                f"{str(record.get('sha256'))[:12]}... (the file changed after the build)"
+            )
+            continue
+        try:
+            table = pq.read_table(pa.BufferReader(data))
+        except (pa.ArrowException, OSError) as exc:
+            out.problems[s] = f"is damaged: not a readable parquet file ({exc})"
+            continue
+        problem = _shard_problem(table, s, spec, num_prompts)
+        if problem is None and prompts is not None:
+            lo = s * spec["shard_size"]
+            if table.column("prompt").to_pylist() != list(prompts[lo : lo + table.num_rows]):
+                problem = "is damaged: its prompts are not this cache's"
+        if problem is not None:
+            out.problems[s] = problem
+            continue
+        out.tables[s], out.hashes[s] = table, digest
+    if prompts is None and not out.problems and out.tables and spec.get("prompts_sha"):
+        table = pa.concat_tables([out.tables[s] for s in sorted(out.tables)])
+        if _prompts_sha(table.column("prompt").to_pylist()) != spec["prompts_sha"]:
+            out.problems[-1] = "hold prompts that do not hash to the spec's prompts_sha"
+    return out
+
+
+def _read_manifest(directory: Path) -> dict | None:
+    """The manifest, or None when there is none or it cannot be parsed."""
+    path = directory / "manifest.json"
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    needed = ("spec", "num_prompts", "num_shards")
+    return manifest if isinstance(manifest, dict) and all(k in manifest for k in needed) else None
+
+
+def _finished_manifest(manifest: dict, check: _Check) -> dict:
+    """The manifest of a verified, complete cache, with one record per shard."""
+    shard_size = manifest["spec"]["shard_size"]
+    return {
+        **manifest,
+        "manifest_version": _MANIFEST_VERSION,
+        "complete": True,
+        "shards": [
+            {
+                "file": _shard_file(s),
+                "first_prompt": s * shard_size,
+                "rows": check.tables[s].num_rows,
+                "sha256": check.hashes[s],
+            }
+            for s in sorted(check.tables)
+        ],
+    }
+
+
 def build_reference_cache(
     prompts: Sequence[str],
     spec: ReferenceSpec,
@@ -144,20 +343,59 @@ def build_reference_cache(
     n_shards = -(-len(prompts) // spec.shard_size)
     manifest = {
         "format_version": _FORMAT_VERSION,
-        "spec": asdict(spec),
+        "manifest_version": _MANIFEST_VERSION,
+        "spec": spec.record(),
         "num_prompts": len(prompts),
         "num_shards": n_shards,
         "complete": False,
     }
     rank, world, barrier = _process_info()
-    if rank == 0 and not (directory / "manifest.json").is_file():
+    existing = _read_manifest(directory)
+    if existing is not None and existing["spec"] == manifest["spec"]:
+        # Keep its shard records: they are what tells a damaged shard from a good one.
+        manifest = {**existing, **{k: manifest[k] for k in ("num_prompts", "num_shards")}}
+    check = _verify(directory, manifest, prompts)
+    if manifest.get("complete") and "shards" in manifest and check.first_error(directory) is None:
+        return ReferenceCache._verified(directory, manifest, check)
+    if rank == 0:
+        for path in check.extra:
+            warnings.warn(
+                f"reference cache {directory}: removing {path.name}, not one of its shards",
+                stacklevel=2,
+            )
+            path.unlink(missing_ok=True)
+        for bad, problem in sorted(check.problems.items()):
+            path = directory / _shard_file(bad)
+            # A missing shard is news only in a finished cache (an interrupted build lacks some).
+            if path.is_file() or manifest.get("complete"):
+                warnings.warn(
+                    f"reference cache {directory}: {path.name} {problem}; sampling it again",
+                    stacklevel=2,
+                )
+                path.unlink(missing_ok=True)
+        # Incomplete while shards are rebuilt; only the good shards keep their records.
+        manifest = {
+            **manifest,
+            "complete": False,
+            "shards": [
+                r
+                for r in manifest.get("shards", [])
+                if int(r["first_prompt"]) // spec.shard_size in check.tables
+            ],
+        }
         _write_json_atomic(manifest, directory / "manifest.json")
+    barrier()
     todo = [
         s
         for s in range(n_shards)
-        if s % world == rank and not (directory / f"shard-{s:05d}.parquet").is_file()
+        if s % world == rank and not (directory / _shard_file(s)).is_file()
     ]
-    total = sum(len(prompts[s * spec.shard_size : (s + 1) * spec.shard_size]) for s in todo)
+    if todo and (model is None or tokenizer is None or reward_fn is None):
+        raise _NeedsSampling(
+            f"model: reference cache {directory} needs shards {todo[:5]} sampled, but no "
+            "model, tokenizer and reward_fn were given"
+        )
+    total = sum(_shard_rows(len(prompts), spec.shard_size, s) for s in todo)
     bar = tqdm(
         total=total * spec.m,
         desc=f"reference {spec.task}/{spec.split}",
@@ -169,18 +407,18 @@ def build_reference_cache(
         lo = s * spec.shard_size
         shard_prompts = list(prompts[lo : lo + spec.shard_size])
         table = _sample_shard(shard_prompts, lo, s, spec, model, tokenizer, reward_fn, batch_size)
-        _write_atomic(table, directory / f"shard-{s:05d}.parquet")
+        _write_atomic(table, directory / _shard_file(s))
         bar.update(len(shard_prompts) * spec.m)
         bar.set_postfix(compl_per_s=f"{bar.n / (time.perf_counter() - start):.1f}")
     bar.close()
     barrier()
     if rank == 0:
-        missing = [
-            s for s in range(n_shards) if not (directory / f"shard-{s:05d}.parquet").is_file()
-        ]
-        if missing:
-            raise RuntimeError(f"reference cache {directory}: shards {missing[:5]}... missing")
-        _write_json_atomic({**manifest, "complete": True}, directory / "manifest.json")
+        manifest = _read_manifest(directory) or manifest
+        final = _verify(directory, manifest, prompts)
+        error = final.first_error(directory)
+        if error is not None:  # e.g. another process of the launch died before its shards
+            raise error
+        _write_json_atomic(_finished_manifest(manifest, final), directory / "manifest.json")
     barrier()
     return ReferenceCache(directory)
 
@@ -246,17 +484,53 @@ class ReferenceCache:
     """A finished reference cache on disk: prompts, rewards, and the F_hat they define."""
 
     def __init__(self, directory: Path | str) -> None:
-        self.directory = Path(directory)
-        path = self.directory / "manifest.json"
+        """Load and verify the finished cache in ``directory`` (see the module's Integrity).
+
+        Raises:
+            FileNotFoundError: no ``manifest.json`` there.
+            CacheIntegrityError: the cache is incomplete or a file is damaged, missing or
+                foreign; the message names the file and the call that repairs it.
+        """
+        directory = Path(directory)
+        path = directory / "manifest.json"
         if not path.is_file():
-            raise FileNotFoundError(f"directory: no reference cache at {self.directory}")
-        self.manifest = json.loads(path.read_text())
-        if not self.manifest.get("complete"):
-            raise ValueError(
-                f"directory: the cache at {self.directory} is incomplete; rerun the build to resume"
+            raise FileNotFoundError(f"directory: no reference cache at {directory}")
+        manifest = _read_manifest(directory)
+        if manifest is None:
+            raise CacheIntegrityError(
+                f"directory: reference cache {directory}: manifest.json is unreadable; {_REPAIR}",
+                path,
             )
-        shards = sorted(self.directory.glob("shard-*.parquet"))
-        self.table = pa.concat_tables([pq.read_table(s) for s in shards]).sort_by("prompt_index")
+        if not manifest.get("complete"):
+            raise CacheIntegrityError(
+                f"directory: the cache at {directory} is incomplete (a build was interrupted); "
+                f"{_REPAIR.replace('repairs it', 'resumes it')}",
+                path,
+            )
+        check = _verify(directory, manifest)
+        error = check.first_error(directory)
+        if error is not None:
+            raise CacheIntegrityError(f"directory: {error}", error.path)
+        if "shards" not in manifest:
+            warnings.warn(
+                f"reference cache {directory} was built before shard hashes were recorded: its "
+                "shards passed every check but the hash one; the next build_task_reference / "
+                "build_reference_cache call records their hashes",
+                stacklevel=2,
+            )
+        self._init(directory, manifest, check)
+
+    @classmethod
+    def _verified(cls, directory: Path, manifest: dict, check: _Check) -> ReferenceCache:
+        """A cache whose directory ``check`` has just verified (no second read of the files)."""
+        self = cls.__new__(cls)
+        self._init(directory, manifest, check)
+        return self
+
+    def _init(self, directory: Path, manifest: dict, check: _Check) -> None:
+        self.directory = directory
+        self.manifest = manifest
+        self.table = pa.concat_tables([check.tables[s] for s in sorted(check.tables)])
 
     @property
     def spec(self) -> dict:
@@ -381,17 +655,18 @@ def import_authors_jsonl(
             "texts": [grouped[p][0] for p in prompts],
         }
     )
-    _write_atomic(table, directory / "shard-00000.parquet")
-    _write_json_atomic(
-        {
-            "format_version": _FORMAT_VERSION,
-            "spec": asdict(spec),
-            "num_prompts": len(prompts),
-            "num_shards": 1,
-            "complete": True,
-        },
-        directory / "manifest.json",
-    )
+    _write_atomic(table, directory / _shard_file(0))
+    manifest = {
+        "format_version": _FORMAT_VERSION,
+        "spec": spec.record(),
+        "num_prompts": len(prompts),
+        "num_shards": 1,
+    }
+    check = _verify(directory, manifest, prompts)
+    error = check.first_error(directory)
+    if error is not None:
+        raise error
+    _write_json_atomic(_finished_manifest(manifest, check), directory / "manifest.json")
     return ReferenceCache(directory)
 
 
@@ -412,6 +687,8 @@ def task_reference_spec(
         sort_keys=True,
         default=str,
     )
+    revisions = getattr(task, "revisions", {}) or {}
+    pins = {r: revisions[r] for r in ("reference", "reward", "dataset") if revisions.get(r)}
     return ReferenceSpec(
         task=task.name,
         split=split,
@@ -423,7 +700,7 @@ def task_reference_spec(
         top_k=task.sampling.top_k,
         top_p=task.sampling.top_p,
         seed=seed,
-        **options,
+        **{"revisions": pins, **options},
     )
 
 
@@ -443,10 +720,30 @@ def build_task_reference(
     """Build or load the reference cache of a task's train or test prompts.
 
     The cache lives under ``runs/<profile>/<task>/reference`` unless ``root`` is given; a
-    finished cache with the same key is loaded without touching the models.
+    finished, intact cache with the same key is loaded without touching the models. A damaged
+    one is repaired: only its missing or damaged shards are sampled again (see the module's
+    Integrity). Every argument is checked before anything is loaded or sampled.
+
+    Args:
+        task: a ``vbon.tasks`` task (prompts, models, sampling settings).
+        split: "train" or "test".
+        m: reference samples per prompt, an integer >= 1.
+        seed: seed of the samples, an integer >= 0 (part of the key).
+        root: directory of the caches.
+        max_prompts: the first ``max_prompts`` prompts of the split (an integer >= 1), or all.
+        batch_size: sequences per decoding call.
+        device: where the models run (default: the first GPU, else the CPU).
+        progress: a tqdm bar while sampling.
+        options: more ``ReferenceSpec`` fields (``keep_texts``, ``with_logprobs``, ...).
     """
     from vbon import paths
 
+    if split not in ("train", "test"):
+        raise ValueError(f"split: expected 'train' or 'test', got {split!r}")
+    m = check_int(m, "m", minimum=1)
+    seed = check_int(seed, "seed", minimum=0)
+    max_prompts = check_int(max_prompts, "max_prompts", minimum=1, allow_none=True)
+    batch_size = check_int(batch_size, "batch_size", minimum=1)
     prompts = list(task.train_prompts if split == "train" else task.test_prompts)
     if max_prompts is not None:
         prompts = prompts[:max_prompts]
@@ -455,13 +752,20 @@ def build_task_reference(
         Path(root) if root is not None else paths.runs_dir(task.profile) / task.name / "reference"
     )
     directory = root / spec.key()
-    manifest = directory / "manifest.json"
 
-    def complete() -> bool:
-        return manifest.is_file() and json.loads(manifest.read_text()).get("complete", False)
+    def intact() -> ReferenceCache | None:
+        """The cache if it is finished and passes every check (reads only)."""
+        manifest = _read_manifest(directory)
+        if manifest is None or not manifest.get("complete") or "shards" not in manifest:
+            return None
+        try:
+            return ReferenceCache(directory)
+        except CacheIntegrityError:
+            return None
 
-    if complete():
-        return ReferenceCache(directory)
+    cache = intact()
+    if cache is not None:
+        return cache
     # Independent processes (a parallel sweep) that need the same cache wait for the one building
     # it instead of sampling it twice. Under accelerate the processes build it together, sharded.
     lock: Any = contextlib.nullcontext()
@@ -472,18 +776,17 @@ def build_task_reference(
         lock = FileLock(str(directory) + ".lock")
     from vbon.models import cpu_threads
 
+    build = partial(
+        build_reference_cache, prompts, spec, root=root, batch_size=batch_size, progress=progress
+    )
     with lock, cpu_threads(getattr(task, "cpu_threads", None)):
-        if complete():
-            return ReferenceCache(directory)
+        cache = intact()
+        if cache is not None:
+            return cache
+        try:  # an old manifest's shards are adopted, foreign files removed, without models
+            return build(model=None, tokenizer=None, reward_fn=None)
+        except _NeedsSampling:
+            pass
         model, tokenizer = task.load_reference(device=device)
         reward_model = task.load_reward_model(device=device)
-        return build_reference_cache(
-            prompts,
-            spec,
-            model=model,
-            tokenizer=tokenizer,
-            reward_fn=reward_model,
-            root=root,
-            batch_size=batch_size,
-            progress=progress,
-        )
+        return build(model=model, tokenizer=tokenizer, reward_fn=reward_model)

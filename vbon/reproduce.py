@@ -7,7 +7,9 @@ Each notebook is executed with the ``python3`` kernel and its working directory 
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import re
 import time
 from pathlib import Path
@@ -51,6 +53,19 @@ def _completed(output: Path) -> bool:
     return not meta.get("exception") and meta.get("end_time") is not None
 
 
+@contextlib.contextmanager
+def _absolute_runs_env():
+    """``VBON_RUNS`` made absolute for the block (restored after), when it is set."""
+    before = os.environ.get("VBON_RUNS")
+    if before is not None and before.strip():
+        os.environ["VBON_RUNS"] = str(paths.runs_dir())
+    try:
+        yield
+    finally:
+        if before is not None:
+            os.environ["VBON_RUNS"] = before
+
+
 def reproduce(profile: str = "smoke", only: list[str] | None = None, resume: bool = False) -> dict:
     """Execute the notebook sequence; return {notebook: wall seconds}. Stops at the first failure."""
     import papermill as pm
@@ -62,29 +77,31 @@ def reproduce(profile: str = "smoke", only: list[str] | None = None, resume: boo
     out_dir = paths.runs_dir(profile) / "notebooks"
     out_dir.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
-    for notebook in notebook_sequence(only):
-        output = out_dir / notebook.name
-        if resume and _completed(output):
-            print(f"[vbon] {notebook.name}: already executed, skipped (--resume)")
-            continue
-        print(f"[vbon] {notebook.name} -> {output}")
-        start = time.perf_counter()
-        try:
-            pm.execute_notebook(
-                str(notebook),
-                str(output),
-                parameters=notebook_parameters(notebook, profile),
-                kernel_name=KERNEL,
-                cwd=str(notebook.parent),
-                progress_bar=False,
-            )
-        except pm.PapermillExecutionError as exc:
-            raise RuntimeError(
-                f"{notebook.name} failed in cell {exc.exec_count}: {exc.ename}: {exc.evalue}\n"
-                f"see {output}"
-            ) from None
-        timings[notebook.name] = time.perf_counter() - start
-        print(f"[vbon] {notebook.name}: {timings[notebook.name]:.0f} s")
+    # The kernels run in notebooks/: a relative VBON_RUNS would point elsewhere there.
+    with _absolute_runs_env():
+        for notebook in notebook_sequence(only):
+            output = out_dir / notebook.name
+            if resume and _completed(output):
+                print(f"[vbon] {notebook.name}: already executed, skipped (--resume)")
+                continue
+            print(f"[vbon] {notebook.name} -> {output}")
+            start = time.perf_counter()
+            try:
+                pm.execute_notebook(
+                    str(notebook),
+                    str(output),
+                    parameters=notebook_parameters(notebook, profile),
+                    kernel_name=KERNEL,
+                    cwd=str(notebook.parent),
+                    progress_bar=False,
+                )
+            except pm.PapermillExecutionError as exc:
+                raise RuntimeError(
+                    f"{notebook.name} failed in cell {exc.exec_count}: {exc.ename}: {exc.evalue}\n"
+                    f"see {output}"
+                ) from None
+            timings[notebook.name] = time.perf_counter() - start
+            print(f"[vbon] {notebook.name}: {timings[notebook.name]:.0f} s")
     total = sum(timings.values())
     print(f"[vbon] done: {len(timings)} notebook(s) in {total:.0f} s; outputs in {out_dir}")
     print(summary(profile, only).to_string(index=False))

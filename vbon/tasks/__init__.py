@@ -10,11 +10,29 @@ from __future__ import annotations
 from typing import Any
 
 from vbon.tasks import imdb, tldr
-from vbon.tasks.base import PROFILES, OfflineDatasetError, SamplingConfig, Task
+from vbon.tasks.base import (
+    PROFILES,
+    DatasetNotFoundError,
+    OfflineDatasetError,
+    SamplingConfig,
+    Task,
+    UnpinnedRevisionWarning,
+)
 
 TASKS = {imdb.NAME: imdb.make_task, tldr.NAME: tldr.make_task}
+_REVISIONS = {imdb.NAME: imdb.revisions, tldr.NAME: tldr.revisions}
 
-__all__ = ["PROFILES", "TASKS", "OfflineDatasetError", "SamplingConfig", "Task", "get_task"]
+__all__ = [
+    "PROFILES",
+    "TASKS",
+    "DatasetNotFoundError",
+    "OfflineDatasetError",
+    "SamplingConfig",
+    "Task",
+    "UnpinnedRevisionWarning",
+    "get_task",
+    "hub_revisions",
+]
 
 
 def get_task(name: str, profile: str = "smoke", **overrides: Any) -> Task:
@@ -26,8 +44,20 @@ def get_task(name: str, profile: str = "smoke", **overrides: Any) -> Task:
     ``n_train``, ``n_test``, ``seed``, the sampling fields (``max_new_tokens``, ``temperature``,
     ``top_k``, ``top_p``, and for tldr ``eos_penalty``), ``cache`` (toy-world cache directory);
     imdb: ``min_prompt_tokens``, ``max_prompt_tokens``, ``output`` ('logit' or 'prob');
-    tldr: ``max_prompt_tokens``, ``variant`` ('2.8b', '1b', '410m').
+    tldr: ``max_prompt_tokens``, ``variant`` ('2.8b', '1b', '410m'); both: ``policy_revision``,
+    ``reference_revision``, ``reward_revision``, ``dataset_revision`` (hub commits; the paper
+    profile pins each hub source by default, see ``vbon.tasks.base``).
+
+    Every override is checked before anything is loaded; a bad one raises ValueError naming it.
     """
     if name not in TASKS:
-        raise ValueError(f"task must be one of {sorted(TASKS)}, got {name!r}")
+        raise ValueError(f"name: expected a task among {sorted(TASKS)}, got {name!r}")
     return TASKS[name](profile, **overrides)
+
+
+def hub_revisions(name: str, profile: str, **overrides: Any) -> dict[str, str]:
+    """``{"<role>_revision": sha}`` for the hub sources ``get_task(name, profile, **overrides)``
+    loads, without loading anything (empty for the toy worlds)."""
+    if name not in TASKS:
+        raise ValueError(f"name: expected a task among {sorted(TASKS)}, got {name!r}")
+    return _REVISIONS[name](profile, **overrides)

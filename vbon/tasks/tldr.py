@@ -17,14 +17,17 @@ from typing import Any
 
 import numpy as np
 
+from vbon._checks import check_int
 from vbon.models import load_tokenizer
 from vbon.tasks.base import (
     TOY_PROFILES,
     SamplingConfig,
     Task,
     check_profile,
+    check_source,
     load_dataset_dict,
     pick,
+    resolve_revisions,
     split_overrides,
 )
 
@@ -41,6 +44,27 @@ VARIANTS = {
         "cleanrl/EleutherAI_pythia-1b-deduped__reward__tldr",
     ),
     "410m": ("mnoukhov/pythia410m-sft-tldr", "mnoukhov/pythia410m-rm-tldr6.9b"),
+}
+
+# The commit each hub source is loaded at on the paper profile (override with
+# policy_revision=, reward_revision=, dataset_revision=), from the repositories' public
+# commit pages (the hub was unreachable when they were pinned); each is main's head there:
+# - cleanrl/...-2.8b-deduped__sft__tldr 85c37f7 "Upload tokenizer" (2024-05-15), the newest of
+#   the 3 commits in huggingface.co/cleanrl/EleutherAI_pythia-2.8b-deduped__sft__tldr/commits/main;
+# - cleanrl/...-1b-deduped__sft__tldr 9b00ab4 "Upload tokenizer", newest of its 3 commits;
+# - cleanrl/...-1b-deduped__reward__tldr 4d47987 "Upload tokenizer" (tree/main, 3 commits);
+# - cleanrl/...-6.9b-deduped__reward__tldr 9151d19 (tree/main, 2 commits), the gold RM of 07;
+# - cleanrl/...-6.9b-deduped__sft__tldr 34e20b2: the commit main's tokenizer.json was last
+#   changed in (the repository's last commit in the cleanrl upload pattern).
+# Not pinned (only an abbreviated sha, or none, could be found; they load main with an
+# UnpinnedRevisionWarning until pinned): cleanrl/EleutherAI_pythia-2.8b-deduped__reward__tldr
+# (main: 52e7e98...), CarperAI/openai_summarize_tldr (main: 4c15ffc...), and the 410m pair.
+HUB_REVISIONS = {
+    "cleanrl/EleutherAI_pythia-2.8b-deduped__sft__tldr": "85c37f75944607453364b4fb151612e42b1f983a",
+    "cleanrl/EleutherAI_pythia-1b-deduped__sft__tldr": "9b00ab40cad2b78fa5a9800a2dc4776b3b06aca7",
+    "cleanrl/EleutherAI_pythia-1b-deduped__reward__tldr": "4d4798757717ebbcf4087ed65c97170b4855e77d",
+    "cleanrl/EleutherAI_pythia-6.9b-deduped__reward__tldr": "9151d19c95df69f4f720afa7d7d2b9711f6b2673",
+    "cleanrl/EleutherAI_pythia-6.9b-deduped__sft__tldr": "34e20b2346678b288f7f85d2cb2bf8b1730d6e8a",
 }
 
 OVERRIDES = (
@@ -100,40 +124,57 @@ def make_prompts(
 ) -> list[str]:
     """``n`` distinct random prompts (all, shuffled, if None), each truncated to ``max_tokens``.
     ``param`` names ``n`` in error messages."""
-    if max_tokens < 8:
-        raise ValueError(f"max_prompt_tokens must be >= 8, got {max_tokens}")
+    check_int(max_tokens, "max_prompt_tokens", minimum=8)
     idx = pick(n, len(prompts), np.random.default_rng(seed), param)
     return [truncate_prompt(prompts[int(i)], tokenizer, max_tokens) for i in idx]
 
 
+def _sources(profile: str, overrides: dict[str, Any]) -> dict[str, Any]:
+    """Each role's hub id, path or object: the variant's on the paper profile; on smoke only
+    the ones given (the toy world's own have no revision)."""
+    if profile != "paper":
+        given = {"policy": "policy_id", "reward": "reward_id", "dataset": "dataset"}
+        out = {role: overrides[key] for role, key in given.items() if key in overrides}
+        if "reference_id" in overrides or "policy" in out:
+            out["reference"] = overrides.get("reference_id", out.get("policy"))
+        return out
+    variant = overrides.get("variant") or "2.8b"
+    policy, reward = VARIANTS.get(variant, (None, None))
+    policy = overrides.get("policy_id", policy)
+    return {
+        "policy": policy,
+        "reference": overrides.get("reference_id", policy),
+        "reward": overrides.get("reward_id", reward),
+        "dataset": overrides.get("dataset", HUB_DATASET),
+    }
+
+
+def revisions(profile: str = "smoke", **overrides: Any) -> dict[str, str]:
+    """The hub revision of each role that ``make_task(profile, **overrides)`` would load, as
+    ``{"<role>_revision": sha}`` (what a paper-profile ``TrainConfig`` records)."""
+    out = resolve_revisions(profile, _sources(profile, overrides), overrides, HUB_REVISIONS)
+    return {f"{role}_revision": rev for role, rev in out.items()}
+
+
 def make_task(profile: str = "smoke", **overrides: Any) -> Task:
-    """The TL;DR task for ``profile`` (``smoke``: toy-tldr world; ``paper``: hub ids)."""
+    """The TL;DR task for ``profile`` (``smoke``: toy-tldr world; ``paper``: hub ids).
+
+    Every override is checked (naming it) before a world, tokenizer or dataset is loaded.
+    """
     check_profile(profile)
     split_overrides(overrides, OVERRIDES, NAME)
     o = dict(overrides)
-    seed = int(o.pop("seed", 0))
-    user_dataset = o.pop("dataset", None)
+    seed = check_int(o.pop("seed", 0), "seed", minimum=0)
+    for name in ("policy_id", "reference_id", "reward_id"):
+        if name in o:
+            o[name] = check_source(o[name], name)
     variant = o.pop("variant", None)
-    if profile in TOY_PROFILES:
-        if variant is not None:
-            raise ValueError("variant selects the paper's hub models; it needs profile='paper'")
-        from vbon.toy import TLDR, build_world
-
-        world = build_world(TLDR, cache=o.pop("cache", None))
-        policy_id, reward_id = str(world.policy_path), str(world.reward_path)
-        default_source, default_id = str(world.data_path), f"{TLDR}/{world.path.name}"
-        max_prompt = 256
-    else:
-        o.pop("cache", None)
+    if profile in TOY_PROFILES and variant is not None:
+        raise ValueError("variant: selects the paper's hub models; it needs profile='paper'")
+    if profile == "paper":
         variant = "2.8b" if variant is None else variant
         if variant not in VARIANTS:
-            raise ValueError(f"variant must be one of {sorted(VARIANTS)}, got {variant!r}")
-        policy_id, reward_id = VARIANTS[variant]
-        default_source = default_id = HUB_DATASET
-        max_prompt = 512
-    policy_id = str(o.pop("policy_id", policy_id))
-    reward_id = str(o.pop("reward_id", reward_id))
-    reference_id = str(o.pop("reference_id", policy_id))
+            raise ValueError(f"variant: must be one of {sorted(VARIANTS)}, got {variant!r}")
     sampling = SamplingConfig(
         max_new_tokens=o.pop("max_new_tokens", 50),
         temperature=o.pop("temperature", 0.7),
@@ -141,28 +182,39 @@ def make_task(profile: str = "smoke", **overrides: Any) -> Task:
         top_p=o.pop("top_p", 1.0),
         eos_penalty=o.pop("eos_penalty", -1.0),
     )
+    max_prompt = o.pop("max_prompt_tokens", 256 if profile in TOY_PROFILES else 512)
+    check_int(max_prompt, "max_prompt_tokens", minimum=8)
+    n_train = check_int(o.pop("n_train", None), "n_train", minimum=1, allow_none=True)
+    n_test = check_int(o.pop("n_test", 512), "n_test", minimum=1, allow_none=True)
+    pins = resolve_revisions(profile, _sources(profile, overrides), overrides, HUB_REVISIONS)
+    for role in ("policy", "reference", "reward", "dataset"):
+        o.pop(f"{role}_revision", None)
+    user_dataset = o.pop("dataset", None)
+    if profile in TOY_PROFILES:
+        from vbon.toy import TLDR, build_world
+
+        world = build_world(TLDR, cache=o.pop("cache", None))
+        policy_id, reward_id = str(world.policy_path), str(world.reward_path)
+        default_source, default_id = str(world.data_path), f"{TLDR}/{world.path.name}"
+    else:
+        o.pop("cache", None)
+        policy_id, reward_id = VARIANTS[variant]
+        default_source = default_id = HUB_DATASET
+    policy_id = str(o.pop("policy_id", policy_id))
+    reward_id = str(o.pop("reward_id", reward_id))
+    reference_id = str(o.pop("reference_id", policy_id))
     ds, source = load_dataset_dict(
         default_source if user_dataset is None else user_dataset,
         columns=("prompt", "label"),
         splits=("train", "valid", "test"),
+        revision=pins.get("dataset"),
     )
-    tok = load_tokenizer(policy_id)
-    max_prompt = int(o.pop("max_prompt_tokens", max_prompt))
+    tok = load_tokenizer(policy_id, revision=pins.get("policy"))
     train = make_prompts(
-        ds["train"]["prompt"],
-        tok,
-        o.pop("n_train", None),
-        seed=(seed, 0),
-        max_tokens=max_prompt,
-        param="n_train",
+        ds["train"]["prompt"], tok, n_train, seed=(seed, 0), max_tokens=max_prompt, param="n_train"
     )
     test = make_prompts(
-        ds["test"]["prompt"],
-        tok,
-        o.pop("n_test", 512),
-        seed=(seed, 1),
-        max_tokens=max_prompt,
-        param="n_test",
+        ds["test"]["prompt"], tok, n_test, seed=(seed, 1), max_tokens=max_prompt, param="n_test"
     )
     return Task(
         name=NAME,
@@ -176,4 +228,5 @@ def make_task(profile: str = "smoke", **overrides: Any) -> Task:
         sampling=sampling,
         reward_kwargs={"kind": "sequence"},
         seed=seed,
+        revisions=pins,
     )

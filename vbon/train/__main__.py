@@ -23,10 +23,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="python -m vbon.train", description=__doc__.splitlines()[0]
     )
     add_train_arguments(parser)
-    config = config_from_args(parser.parse_args(argv))
-    from vbon.train.loop import train
+    args = parser.parse_args(argv)
+    from vbon.cli import run_reporting_usage_errors
 
-    result = train(config)
+    def run():
+        config = config_from_args(args)
+        from vbon.train.loop import train
+
+        return train(config)
+
+    result = run_reporting_usage_errors(parser, run)
     if int(os.environ.get("RANK", "0")) == 0:
         print(
             json.dumps({"run_dir": str(result.run_dir), "metrics": result.metrics}, default=float)

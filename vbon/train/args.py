@@ -98,8 +98,15 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     """The ``TrainConfig`` of parsed flags (over ``--config`` when given)."""
     base: dict[str, Any] = {}
     if getattr(args, "config", None):
-        with open(args.config) as f:
-            base = json.load(f)
+        try:
+            with open(args.config) as f:
+                base = json.load(f)
+        except OSError as exc:
+            raise ValueError(f"--config: cannot read {args.config} ({exc.strerror})") from None
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"--config: {args.config} is not a JSON config ({exc})") from None
+        if not isinstance(base, dict):
+            raise ValueError(f"--config: {args.config} does not hold a config object")
     overrides = dict(base.get("task_overrides") or {})
     for item in getattr(args, "task_override", []) or []:
         if "=" not in item:

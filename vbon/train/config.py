@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from vbon._checks import check_real, check_run_name, check_text
+
 __all__ = ["METHODS", "ALGORITHMS", "PROFILE_DEFAULTS", "TrainConfig", "defaults_for", "field_docs"]
 
 Method = Literal["vbon", "vbon_exact", "kl_rl", "bon_sft"]
@@ -180,7 +182,8 @@ class TrainConfig:
     """"smoke" (toy worlds, CPU budgets), "converged" (toy worlds; the same defaults, the
     experiment specs train longer) or "paper" (hub models, the paper's settings)."""
     task_overrides: dict[str, Any] = field(default_factory=dict)
-    """Keyword overrides for ``get_task`` (e.g. ``{"n_train": 1000}``, sampling fields)."""
+    """Keyword overrides for ``get_task`` (e.g. ``{"n_train": 1000}``, sampling fields). On
+    the paper profile the hub commits the task loads are filled in (``policy_revision``, ...)."""
     method: Method = "vbon"
     """"vbon" (reward log F_hat, bound L), "vbon_exact" (exact reward of PAPER.md s. 2),
     "kl_rl" (raw reward r, free beta) or "bon_sft" (SFT on the best of n reference samples)."""
@@ -300,12 +303,15 @@ class TrainConfig:
     comparison with the first cached one, ties lost ("first")."""
     save_every: int | None = None
     """Checkpoint every this many steps (0: none; the final policy is always saved)."""
-    keep_checkpoints: int = 1
-    """Checkpoints kept on disk (the newest)."""
+    keep_checkpoints: int = 2
+    """Checkpoints kept on disk (the newest). Two by default: when the newest is damaged, a
+    resume falls back to the one before (with 1 it would start over)."""
     resume: bool = False
-    """Continue an interrupted run from its last checkpoint (same config required)."""
+    """Continue an interrupted run from its last intact checkpoint (same config required).
+    Without it, ``train`` refuses to start over a directory holding an interrupted run."""
     overwrite: bool = False
-    """Start over even if a finished run with this config exists."""
+    """Start over even if a finished or interrupted run with this config exists (wins over
+    ``resume``)."""
     log_samples: bool = False
     """Also write every rollout row's prompt, score and KL to samples-rank<r>.jsonl."""
 
@@ -313,7 +319,8 @@ class TrainConfig:
     seed: int = 0
     """Seed of initialisation, prompt order and sampling (per process: seed, step, rank)."""
     run_name: str | None = None
-    """Run directory name; None derives method-algorithm-N/beta-seed-<config hash>."""
+    """Run directory name (one name, created under output_dir: no path separators or "..");
+    None derives method-algorithm-N/beta-seed-<config hash>."""
     output_dir: str | None = None
     """Parent of the run directory; None: runs/<profile>/<task>/train."""
     mixed_precision: Literal["auto", "no", "bf16", "fp16"] = "auto"
@@ -327,7 +334,10 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if isinstance(self.adam_betas, list):
             self.adam_betas = tuple(self.adam_betas)
-        self.task_overrides = dict(self.task_overrides or {})
+        if isinstance(self.task_overrides, dict) or self.task_overrides is None:
+            self.task_overrides = dict(self.task_overrides or {})
+        # Any name goes with a hand-made TrainSetup (the benchmarks); build_setup checks it.
+        check_text(self.task, "task", what="a task name (imdb, tldr, enumerable)")
         if self.profile not in PROFILE_DEFAULTS:
             raise ValueError(
                 f"profile: expected one of {sorted(PROFILE_DEFAULTS)}, got {self.profile!r}"
@@ -342,6 +352,23 @@ class TrainConfig:
         self._check_objective()
         self._check_batches()
         self._check_rest()
+        self._pin_revisions()
+
+    def _pin_revisions(self) -> None:
+        """Record the hub commits the task will load in ``task_overrides`` (paper profile), so
+        that a changed pin is another run (the identity hashes task_overrides)."""
+        if self.profile != "paper" or self.task == "enumerable":
+            return
+        import warnings
+
+        from vbon.tasks import UnpinnedRevisionWarning, hub_revisions
+
+        with warnings.catch_warnings():  # get_task repeats the warning when it loads the task
+            warnings.simplefilter("ignore", UnpinnedRevisionWarning)
+            pins = hub_revisions(self.task, self.profile, **self.task_overrides)
+        for name, revision in pins.items():
+            if self.task_overrides.get(name) in (None, ""):
+                self.task_overrides[name] = revision
 
     # -- defaults and validation ------------------------------------------------------------------
     def _fill_defaults(self) -> None:
@@ -391,8 +418,7 @@ class TrainConfig:
             raise ValueError(f"scaling: expected 'paper' or 'authors', got {self.scaling!r}")
         if self.score_clip is not None:
             _positive_float("score_clip", self.score_clip)
-        if self.eos_score is not None and not math.isfinite(self.eos_score):
-            raise ValueError(f"eos_score: must be finite or None, got {self.eos_score!r}")
+        check_real(self.eos_score, "eos_score", allow_none=True)
 
     def _check_batches(self) -> None:
         _positive_int("steps", self.steps)
@@ -435,6 +461,8 @@ class TrainConfig:
         _positive_float("lr", self.lr)
         if not (isinstance(self.adam_betas, tuple) and len(self.adam_betas) == 2):
             raise ValueError(f"adam_betas: expected two floats, got {self.adam_betas!r}")
+        for b in self.adam_betas:
+            check_real(b, "adam_betas", minimum=0.0, strict=False)
         if not all(0 <= b < 1 for b in self.adam_betas):
             raise ValueError(f"adam_betas: each must lie in [0, 1), got {self.adam_betas!r}")
         _positive_float("weight_decay", self.weight_decay, allow_zero=True)
@@ -445,7 +473,11 @@ class TrainConfig:
         _positive_int("warmup_steps", self.warmup_steps, 0)
         if self.max_grad_norm is not None:
             _positive_float("max_grad_norm", self.max_grad_norm)
-        if not isinstance(self.num_layers_unfrozen, int) or self.num_layers_unfrozen < -1:
+        if (
+            isinstance(self.num_layers_unfrozen, bool)
+            or not isinstance(self.num_layers_unfrozen, int)
+            or self.num_layers_unfrozen < -1
+        ):
             raise ValueError(
                 f"num_layers_unfrozen: an integer >= 0, or -1 for all, got {self.num_layers_unfrozen!r}"
             )
@@ -467,8 +499,7 @@ class TrainConfig:
             _positive_float("temperature", self.temperature)
         if self.top_k is not None:
             _positive_int("top_k", self.top_k, 0)
-        if self.top_p is not None and not 0 < self.top_p <= 1:
-            raise ValueError(f"top_p: must lie in (0, 1], got {self.top_p!r}")
+        check_real(self.top_p, "top_p", minimum=0.0, maximum=1.0, allow_none=True)
         for name in ("gamma", "lam"):
             value = getattr(self, name)
             if not isinstance(value, int | float) or not 0 <= value <= 1:
@@ -488,8 +519,14 @@ class TrainConfig:
             )
         if self.cpu_threads is not None:
             _positive_int("cpu_threads", self.cpu_threads)
-        if not isinstance(self.seed, int):
-            raise ValueError(f"seed: must be an integer, got {self.seed!r}")
+        _positive_int("seed", self.seed, 0)
+        _positive_int("ref_seed", self.ref_seed, 0)
+        if self.run_name is not None:
+            check_run_name(self.run_name)
+        if self.output_dir is not None:
+            check_text(self.output_dir, "output_dir", what="a directory")
+        if not isinstance(self.task_overrides, dict):
+            raise ValueError(f"task_overrides: expected a dict, got {self.task_overrides!r}")
 
     # -- identity, naming, (de)serialisation ----------------------------------------------------
     @property

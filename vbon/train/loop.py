@@ -18,16 +18,27 @@ in notebooks rely on it); ``resume=True`` continues an interrupted run from its 
 and, with fixed seeds on a CPU, logs exactly the metrics of an uninterrupted run: every random
 draw of step t is seeded from (seed, t, process), and the checkpoint restores weights, optimiser,
 scheduler and RNG states.
+
+Safe reruns: one file lock per run directory (``<run_dir>.lock``) makes a second process that
+trains the same config wait, then load the finished run. A run directory holding an interrupted
+run (checkpoints or metrics but no result.json) is never silently overwritten: without
+``resume=True`` (which the sweeps pass) ``train`` refuses, unless ``overwrite=True``, which
+starts over and wins over ``resume``. Each checkpoint's state.json records the sha256 and size
+of every file beside it; a damaged newest checkpoint is named in a warning and the run resumes
+from the previous intact one (``keep_checkpoints`` defaults to 2 so that there is one).
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import math
 import os
 import random
 import shutil
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,7 +59,7 @@ from vbon.train.modeling import (
 )
 from vbon.train.setup import TrainSetup, build_setup
 
-__all__ = ["TrainResult", "train", "load_run", "latest_checkpoint"]
+__all__ = ["TrainResult", "train", "load_run", "latest_checkpoint", "checkpoint_problem"]
 
 EVAL_SEED_OFFSET = 7919
 EVAL_PROMPTS = "eval_prompts.csv"
@@ -109,15 +120,29 @@ def _write_json(path: Path, obj: Any) -> None:
     os.replace(tmp, path)
 
 
+def _saved_config(run_dir: Path) -> TrainConfig:
+    """The config.json of a run directory, or ValueError naming the file."""
+    path = run_dir / "config.json"
+    try:
+        return TrainConfig.from_json(path)
+    except (OSError, ValueError) as exc:  # JSONDecodeError is a ValueError
+        raise ValueError(
+            f"run_name: {path} cannot be read ({exc}); pass overwrite=True to start the run over"
+        ) from None
+
+
 def load_run(run_dir: str | Path) -> TrainResult:
     """The ``TrainResult`` of a finished run directory."""
     run_dir = Path(run_dir)
-    result = json.loads((run_dir / "result.json").read_text())
+    try:
+        result = json.loads((run_dir / "result.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"run_dir: no finished run at {run_dir} ({exc})") from None
     history = _read_jsonl(run_dir / "metrics.jsonl")
     return TrainResult(
         run_dir=run_dir,
         policy_path=run_dir / "final",
-        config=TrainConfig.from_json(run_dir / "config.json"),
+        config=_saved_config(run_dir),
         metrics=result["metrics"],
         train_metrics=result["train_metrics"],
         history=history,
@@ -125,11 +150,58 @@ def load_run(run_dir: str | Path) -> TrainResult:
     )
 
 
+def _file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+# What a checkpoint holds besides state.json (per-process rng-<r>.pt files come on top).
+_CHECKPOINT_FILES = ("trainable.safetensors", "optimizer.pt", "scheduler.pt", "metrics.jsonl")
+
+
+def checkpoint_problem(checkpoint: str | Path) -> str | None:
+    """Why a checkpoint directory cannot be resumed from, or None when it is intact.
+
+    state.json is written last and lists the sha256 and size of every other file; checkpoints
+    written before it did are checked for the presence of their files only.
+    """
+    ckpt = Path(checkpoint)
+    try:
+        state = json.loads((ckpt / "state.json").read_text())
+    except (OSError, ValueError):
+        return "has no readable state.json"
+    files = state.get("files")
+    if files is None:
+        missing = [n for n in _CHECKPOINT_FILES if not (ckpt / n).is_file()]
+        return f"lacks {', '.join(missing)}" if missing else None
+    for name, record in sorted(files.items()):
+        path = ckpt / name
+        if not path.is_file():
+            return f"lacks {name}"
+        if path.stat().st_size != record["bytes"] or _file_sha256(path) != record["sha256"]:
+            return f"has a damaged {name} (its sha256 is not the one state.json recorded)"
+    return None
+
+
 def latest_checkpoint(run_dir: str | Path) -> Path | None:
-    """The newest complete checkpoint of a run, or None."""
+    """The newest intact checkpoint of a run, or None.
+
+    A newer checkpoint that is damaged (see :func:`checkpoint_problem`) is named in a warning
+    and skipped, so a resume falls back to the previous one.
+    """
     root = Path(run_dir) / "checkpoints"
-    done = sorted(p for p in root.glob("step-*") if (p / "state.json").is_file())
-    return done[-1] if done else None
+    for ckpt in sorted(root.glob("step-*"), reverse=True):
+        problem = checkpoint_problem(ckpt)
+        if problem is None:
+            return ckpt
+        warnings.warn(
+            f"checkpoint {ckpt} {problem}; it is skipped (an older checkpoint, if any, is used)",
+            stacklevel=2,
+        )
+    return None
 
 
 # -- RNG state as tensors (torch.load(weights_only=True) reads it back) -------------------------
@@ -168,13 +240,42 @@ def _mixed_precision(config: TrainConfig) -> str:
 def _finished(run_dir: Path, config: TrainConfig) -> bool:
     if not (run_dir / "result.json").is_file():
         return False
-    saved = TrainConfig.from_json(run_dir / "config.json")
+    saved = _saved_config(run_dir)
     if saved.identity() != config.identity():
         raise ValueError(
             f"run_name: {run_dir} holds a finished run with a different config; choose another "
             "run_name or pass overwrite=True"
         )
     return True
+
+
+def _check_restart(run_dir: Path, config: TrainConfig) -> None:
+    """Refuse to start over an interrupted run unless asked (before any model is loaded)."""
+    if config.overwrite or not run_dir.is_dir():
+        return
+    checkpoints = sorted(p.name for p in (run_dir / "checkpoints").glob("step-*"))
+    rows = (
+        len(_read_jsonl(run_dir / "metrics.jsonl")) if (run_dir / "metrics.jsonl").is_file() else 0
+    )
+    if not checkpoints and not rows:
+        return  # nothing was computed yet (at most a config.json)
+    if config.resume:
+        if (run_dir / "config.json").is_file() and (
+            _saved_config(run_dir).identity() != config.identity()
+        ):
+            raise ValueError(
+                f"resume: {run_dir} was started with a different config; resume needs the same "
+                "one (or pass overwrite=True to start over)"
+            )
+        return
+    found = ", ".join(
+        ([f"checkpoints {', '.join(checkpoints)}"] if checkpoints else [])
+        + ([f"{rows} metric rows"] if rows else [])
+    )
+    raise ValueError(
+        f"resume: {run_dir} holds an interrupted run ({found}, no result.json); pass "
+        "resume=True to continue it from its last checkpoint, or overwrite=True to start over"
+    )
 
 
 def _scheduler(config: TrainConfig, optimizer: Any, total: int) -> Any:
@@ -264,9 +365,16 @@ class _Run:
     def prepare_dir(self) -> int:
         """Set up the run directory; returns the step to start from (after a resume)."""
         cfg, acc = self.config, self.accelerator
-        ckpt = latest_checkpoint(self.run_dir) if cfg.resume else None
+        # overwrite wins: a sweep passes resume=True, and overwrite=True must still start over.
+        ckpt = latest_checkpoint(self.run_dir) if cfg.resume and not cfg.overwrite else None
+        if cfg.resume and not cfg.overwrite and ckpt is None and self.main:
+            if any((self.run_dir / "checkpoints").glob("step-*")):
+                warnings.warn(
+                    f"resume: {self.run_dir} has no intact checkpoint; the run starts over",
+                    stacklevel=2,
+                )
         if ckpt is not None:
-            saved = TrainConfig.from_json(self.run_dir / "config.json")
+            saved = _saved_config(self.run_dir)
             if saved.identity() != cfg.identity():
                 raise ValueError(
                     f"resume: {self.run_dir} was started with a different config; resume needs "
@@ -313,7 +421,16 @@ class _Run:
             (tmp / "metrics.jsonl").write_text(
                 "".join(json.dumps(r, default=float) + "\n" for r in self.history)
             )
-            _write_json(tmp / "state.json", {"step": step, "metrics_rows": len(self.history)})
+            # Recorded last, with what every file holds: a damaged file is found on resume.
+            files = {
+                p.name: {"sha256": _file_sha256(p), "bytes": p.stat().st_size}
+                for p in sorted(tmp.iterdir())
+                if p.is_file()
+            }
+            _write_json(
+                tmp / "state.json",
+                {"step": step, "metrics_rows": len(self.history), "files": files},
+            )
             final = root / f"step-{step:06d}"
             shutil.rmtree(final, ignore_errors=True)
             os.replace(tmp, final)
@@ -524,14 +641,29 @@ def train(config: TrainConfig, setup: TrainSetup | None = None) -> TrainResult:
     Returns:
         ``TrainResult`` (run directory, final evaluation, history, path of the saved policy).
         A finished run with the same config is loaded, not retrained (``overwrite=True`` forces
-        retraining); ``resume=True`` continues an interrupted one from its last checkpoint.
+        retraining); ``resume=True`` continues an interrupted one from its last intact
+        checkpoint.
+
+    Raises:
+        ValueError: the run directory holds an interrupted run and neither ``resume`` nor
+            ``overwrite`` is set, or a run with another config; checked before any model loads.
     """
     if not isinstance(config, TrainConfig):
         raise ValueError(f"config: expected a TrainConfig, got {type(config).__name__}")
     run_dir = config.run_dir()
-    if not config.overwrite and _finished(run_dir, config):
-        return load_run(run_dir)
-    from vbon.models import cpu_threads
+    # Two processes training one config (two notebooks, a sweep and a notebook): the second
+    # waits here and then finds the run finished. Under accelerate all processes train it.
+    lock: Any = contextlib.nullcontext()
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        from filelock import FileLock
 
-    with cpu_threads(config.cpu_threads):
-        return _Run(config, setup).run()
+        run_dir.parent.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(str(run_dir) + ".lock")
+    with lock:
+        if not config.overwrite and _finished(run_dir, config):
+            return load_run(run_dir)
+        _check_restart(run_dir, config)
+        from vbon.models import cpu_threads
+
+        with cpu_threads(config.cpu_threads):
+            return _Run(config, setup).run()

@@ -125,8 +125,13 @@ def build_setup(config: Any, device: Any = None) -> TrainSetup:
         return EnumerableWorld(**{"seed": 0, **config.task_overrides}).setup(config)
 
     from vbon.reference import build_task_reference
-    from vbon.tasks import get_task
+    from vbon.tasks import TASKS, get_task
 
+    if config.task not in TASKS:
+        raise ValueError(
+            f"task: expected one of {sorted(TASKS)} or 'enumerable' (other names need a "
+            f"TrainSetup passed to train), got {config.task!r}"
+        )
     overrides = dict(config.task_overrides)
     for name in ("max_new_tokens", "temperature", "top_k", "top_p"):
         if getattr(config, name) is not None:
