@@ -161,3 +161,30 @@ def test_reproduce_stops_at_the_first_failure_and_resumes(tmp_path, monkeypatch,
     timings = reproduce("smoke", resume=True)
     assert "already executed, skipped" in capsys.readouterr().out
     assert sorted(timings) == ["02_broken.ipynb", "03_never.ipynb"]
+
+
+def test_publish_keeps_results_drops_progress_and_refuses_stale_runs(tmp_path, monkeypatch):
+    import nbformat
+
+    from vbon.reproduce import publish, reproduce
+
+    books = tmp_path / "notebooks"
+    books.mkdir()
+    source = "import sys\nprint('result')\nprint('a progress bar', file=sys.stderr)"
+    _tiny_notebook(books / "01_pub.ipynb", source)
+    monkeypatch.setattr(paths, "notebooks_dir", lambda: books)
+    monkeypatch.setattr(paths, "runs_dir", lambda profile: tmp_path / "runs" / profile)
+    monkeypatch.setattr(paths, "params_dir", lambda profile: tmp_path / "params" / profile)
+    with pytest.raises(ValueError, match="vbon reproduce --profile converged"):
+        publish("converged")
+    reproduce("converged")
+    (written,) = publish("converged")
+    nb = nbformat.read(written, as_version=4)
+    assert [c.metadata.get("tags", []) for c in nb.cells][0] == ["parameters"]
+    assert not any("injected-parameters" in c.metadata.get("tags", []) for c in nb.cells)
+    outputs = nb.cells[-1].outputs
+    assert [o.get("name") for o in outputs] == ["stdout"] and outputs[0].text == "result\n"
+    assert nb.metadata["vbon"] == {"profile": "converged"}
+    _tiny_notebook(books / "01_pub.ipynb", source + "\nprint('changed')")
+    with pytest.raises(ValueError, match="another version"):
+        publish("converged")

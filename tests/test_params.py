@@ -82,7 +82,7 @@ def test_values_are_coerced_in_place(name: str, given: Any, expected: Any) -> No
         ("lr", float("nan"), "must be finite, got nan"),
         ("lr", True, "must be a number, got True (bool)"),
         ("kl_rl_betas", "[0.1, -1]", "element 1 of [0.1, -1] must be a number > 0, got -1.0"),
-        ("profile", "paperr", "must be one of ['smoke', 'paper'], got 'paperr'"),
+        ("profile", "paperr", "must be one of ['smoke', 'converged', 'paper'], got 'paperr'"),
         ("profile", 3, "must be a string, got 3 (int)"),
         ("show", 1, "must be true or false, got 1 (int)"),
         ("note", 1.5, "must be an integer, got 1.5 (float)"),
@@ -183,9 +183,6 @@ def test_papermill_parameters_are_checked_in_the_kernel(tmp_path: Path) -> None:
 # -- the notebooks ---------------------------------------------------------------------------------
 
 NOTEBOOKS = notebook_sequence()
-# Notebooks whose check cell is added with their own rewrite (issue 14/15, 01-04); empty this set
-# once they call check_parameters, so that the contract below covers every notebook.
-PENDING = {"01", "02", "03", "04"}
 
 
 def _parameters_cell(notebook: Path) -> tuple[str, str]:
@@ -196,8 +193,6 @@ def _parameters_cell(notebook: Path) -> tuple[str, str]:
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
 def test_notebook_checks_its_parameters_first(notebook: Path) -> None:
-    if notebook.stem[:2] in PENDING:
-        pytest.skip("wired by the rewrite of notebooks 01-04")
     _, after = _parameters_cell(notebook)
     assert "from vbon.params import check_parameters" in after
     assert "check_parameters(globals())" in after

@@ -157,6 +157,47 @@ def _tiny_lm(kind: str):
 
 
 @pytest.mark.parametrize("kind", ["gpt2", "neox"])
+def test_packed_logits_equal_the_full_forward(kind):
+    """Only the completion tokens on the mask go through the LM head (sequence_logprobs and
+    the evaluation's token_logprobs); both must equal a log-softmax over the full logits, and
+    so must the fallback path for models whose logits are not head(base_model(x))."""
+    from vbon.generation import token_logprobs
+    from vbon.train.modeling import separable_head
+
+    lm = _tiny_lm(kind)
+    assert separable_head(lm)
+    prompt = torch.tensor([[0, 5, 6], [7, 8, 9], [0, 0, 4]])
+    prompt_mask = torch.tensor([[0, 1, 1], [1, 1, 1], [0, 0, 1]])
+    tokens = torch.tensor([[1, 2, 3, 4], [4, 3, 0, 0], [9, 0, 0, 0]])
+    mask = torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0], [1, 0, 0, 0]]).bool()
+    ids = torch.cat([prompt, tokens], 1)
+    att = torch.cat([prompt_mask.bool(), mask], 1).long()
+    with torch.no_grad():
+        logits = lm(
+            input_ids=ids, attention_mask=att, position_ids=(att.cumsum(1) - 1).clamp(min=0)
+        ).logits
+        full = torch.log_softmax(logits[:, 2:-1].float() / 0.7, -1)
+        want = full.gather(-1, tokens[..., None])[..., 0] * mask
+        got, _ = sequence_logprobs(lm, prompt, prompt_mask, tokens, mask, temperature=0.7)
+        torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(
+            token_logprobs(lm, prompt, prompt_mask, tokens, mask, temperature=0.7),
+            want,
+            atol=1e-5,
+            rtol=1e-5,
+        )
+        lm.__dict__["_vbon_separable_head"] = False  # the fallback: full forward, then pack
+        fallback, _ = sequence_logprobs(lm, prompt, prompt_mask, tokens, mask, temperature=0.7)
+        torch.testing.assert_close(fallback, want, atol=1e-5, rtol=1e-5)
+        module = PolicyWithValue(lm, with_value_head=True)
+        lp, values = sequence_logprobs(
+            module, prompt, prompt_mask, tokens, mask, temperature=0.7, with_values=True
+        )
+    torch.testing.assert_close(lp, want, atol=1e-5, rtol=1e-5)
+    assert values.shape == tokens.shape and (values[~mask] == 0).all()
+
+
+@pytest.mark.parametrize("kind", ["gpt2", "neox"])
 def test_reference_shares_the_frozen_trunk_and_replays_it(kind):
     policy = _tiny_lm(kind)
     n_frozen = freeze_bottom(policy, 2)
@@ -223,19 +264,6 @@ def _enum_config(tmp_path, **kw) -> TrainConfig:
     return TrainConfig(**{**base, **kw})
 
 
-def _kl_rl_beta_for(world: EnumerableWorld, target_kl: float) -> float:
-    """beta whose exact KL-RL optimum pi_ref exp(r/beta) has KL(. || pi_ref) = target_kl."""
-    from vbon.objectives import kl_rl_optimum_pmf
-
-    lo, hi = 1e-2, 1e3
-    for _ in range(80):
-        beta = float(np.sqrt(lo * hi))
-        q = kl_rl_optimum_pmf(world.ref_probs, world.rewards, beta)
-        kl = float(np.sum(q * np.log(q / world.ref_probs)))
-        lo, hi = (beta, hi) if kl > target_kl else (lo, beta)
-    return beta
-
-
 def test_exact_check_vbon_approaches_pi_bon(tmp_path):
     world = EnumerableWorld(seed=0)
     start = world.exact_metrics(world.model, N)["exact_kl_bon"]
@@ -258,7 +286,9 @@ def test_exact_check_vbon_approaches_pi_bon(tmp_path):
 
     # KL-RL at the same KL(pi_theta || pi_ref) as the vbon policy: beta from the exact optimum.
     target = float(finals["vbon"]["exact_kl_ref"])
-    beta = _kl_rl_beta_for(world, target)
+    from vbon.theory import beta_for_kl
+
+    beta = beta_for_kl(world.ref_probs / world.ref_probs.sum(), world.rewards, target)
     kl_rl = train(_enum_config(tmp_path, method="kl_rl", beta=beta)).frame("eval").iloc[-1]
     print(
         f"[exact] kl_rl      rloo (beta = {beta:.3f}): KL(pi_theta || pi_BoN) = "

@@ -276,7 +276,7 @@ def check_well_posed(m: int, n: int, *, name: str = "m") -> bool:
         f"for {n / (n + m):.0%} of BoN(N)'s choices and the estimated objective's optimum is "
         f"not BoN(N); use M >= {M_PER_N} N = {need} (vbon.cdf.M_PER_N)",
         IllPosedWarning,
-        stacklevel=3,
+        stacklevel=4,
     )
     return False
 

@@ -36,12 +36,20 @@ def _add_reproduce(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--only", default=None, help="comma-separated notebook numbers, e.g. 01,03")
     p.add_argument("--resume", action="store_true", help="skip notebooks already executed")
+    p.add_argument(
+        "--publish",
+        action="store_true",
+        help="then copy the executed notebooks over notebooks/ (outputs as committed)",
+    )
 
     def run(args: argparse.Namespace) -> int:
-        from vbon.reproduce import reproduce
+        from vbon.reproduce import publish, reproduce
 
         only = [s.strip() for s in args.only.split(",")] if args.only else None
         reproduce(profile=args.profile, only=only, resume=args.resume)
+        if args.publish:
+            for path in publish(args.profile, only):
+                print(f"[vbon] published {path.name}")
         return 0
 
     p.set_defaults(func=run, parser=p)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
@@ -203,6 +203,25 @@ def _finish(
     return model.to(device).eval()
 
 
+@contextmanager
+def weights_quietly() -> Iterator[None]:
+    """Without transformers' per-call "Loading weights" / "Writing model shards" bars.
+
+    They print one bar per model load, dozens per sweep (from every worker process), into the
+    notebooks' outputs; vbon's own bars (tqdm.auto) say what the long jobs do. Hub downloads
+    keep huggingface_hub's bars.
+    """
+    from transformers.utils import logging as hf_logging
+
+    was = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was:
+            hf_logging.enable_progress_bar()
+
+
 def load_causal_lm(
     name_or_path: str | os.PathLike[str],
     *,
@@ -220,7 +239,7 @@ def load_causal_lm(
     source = _check_source(name_or_path, "model", revision)
     dev = resolve_device(device)
     tok = load_tokenizer(source, padding_side="left", revision=revision)
-    with _explain_load_errors(source, "model"):
+    with _explain_load_errors(source, "model"), weights_quietly():
         model = AutoModelForCausalLM.from_pretrained(
             source, dtype=resolve_dtype(dtype, dev), **_revision_kwargs(revision), **kwargs
         )
@@ -551,7 +570,7 @@ def load_reward_model(
     tok = load_tokenizer(
         source, padding_side="right" if kind == "classifier" else "left", revision=revision
     )
-    with _explain_load_errors(source, "reward model"):
+    with _explain_load_errors(source, "reward model"), weights_quietly():
         model = AutoModelForSequenceClassification.from_pretrained(
             source, dtype=resolve_dtype(dtype, dev), **pin, **kwargs
         )

@@ -49,12 +49,34 @@ def theory_curves(ax: plt.Axes, frontier: pd.DataFrame, metric: str) -> None:
     """Draw ``vbon.theory.theory_frontier`` curves of ``metric`` against KL on ``ax``.
 
     The vBoN curves carry a marker at each N, so a trained run can be read against its own N.
+    ``metric`` may also be a gap column of ``vbon.theory.with_frontier_gaps``.
     """
     for method, part in frontier.groupby("method", sort=False):
         style = dict(THEORY_STYLE[method])
         part = part.sort_values("kl")
         marker = METHOD_MARKER.get(method, "") if method.startswith("vbon") else ""
         ax.plot(part["kl"], part[metric], marker=marker, ms=4, lw=1.5, **style)
+
+
+def theory_figure(frontier: pd.DataFrame, *, title: str = "") -> plt.Figure:
+    """The theory frontier on both planes (top) and each curve's gap below the frontier of
+    that plane (bottom), from ``vbon.theory.with_frontier_gaps``."""
+    fig, axes = plt.subplots(2, 2, figsize=(12, 7.5), sharex=True, height_ratios=[2, 1])
+    for j, (metric, best) in enumerate([("reward", "kl_rl"), ("win_rate", "win_rate_optimum")]):
+        theory_curves(axes[0, j], frontier, metric)
+        theory_curves(axes[1, j], frontier[frontier["method"] != best], f"{metric}_gap")
+        axes[0, j].set(ylabel=metric.replace("_", " "))
+        axes[1, j].set(
+            xlabel="KL(pi || pi_ref) [nats]",
+            ylabel=f"{metric.replace('_', ' ')} below the frontier",
+        )
+    axes[0, 0].set_title("Reward vs KL: the KL-RL optima are the frontier")
+    axes[0, 1].set_title("Win rate vs KL: the optima for reward F are the frontier")
+    axes[0, 1].legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
 
 
 def training_curves(
@@ -98,6 +120,38 @@ def interval_points(ax: plt.Axes, table: pd.DataFrame, metric: str) -> None:
             capsize=2,
             lw=1,
             label=METHOD_LABEL[method],
+        )
+
+
+def bon_curve(ax: plt.Axes, bon: pd.DataFrame, metric: str) -> None:
+    """BoN at each N (``evaluate_bon_on_task`` with ``_low``/``_high`` columns): a dashed line
+    and star markers at (estimated KL, ``metric``); a star is open where the KL estimate lies
+    above the bound log N - (N-1)/N, which the true KL never exceeds."""
+    style = {"color": METHOD_COLOR["bon"], "zorder": 2}
+    ax.plot(bon["kl"], bon[metric], "--", lw=1, **style)
+    above = bon["kl"] > bon["kl_bound"] + 1e-12
+    for mask, face in ((~above, METHOD_COLOR["bon"]), (above, "none")):
+        part = bon[mask]
+        if part.empty:
+            continue
+        ax.errorbar(
+            part["kl"],
+            part[metric],
+            xerr=[part["kl"] - part["kl_low"], part["kl_high"] - part["kl"]],
+            fmt="none",
+            ecolor=METHOD_COLOR["bon"],
+            lw=0.8,
+        )
+        ax.scatter(
+            part["kl"],
+            part[metric],
+            marker=METHOD_MARKER["bon"],
+            s=110,
+            facecolors=face,
+            edgecolors=METHOD_COLOR["bon"],
+            label=METHOD_LABEL["bon"]
+            + (" (KL estimate above its bound)" if face == "none" else ""),
+            **style,
         )
 
 

@@ -108,6 +108,58 @@ def reproduce(profile: str = "smoke", only: list[str] | None = None, resume: boo
     return timings
 
 
+# Outputs that are live feedback, not results: progress bars (ipywidgets views and their
+# text fallback) and everything written to stderr (warnings, bars of worker processes).
+_WIDGET = "application/vnd.jupyter.widget-view+json"
+
+
+def _kept(output: dict) -> bool:
+    if output.get("output_type") == "stream":
+        return output.get("name") != "stderr"
+    return _WIDGET not in output.get("data", {})
+
+
+def publish(profile: str, only: list[str] | None = None) -> list[Path]:
+    """Copy the executed notebooks of ``profile`` over the committed ones in ``notebooks/``.
+
+    The committed notebooks are tutorials that show a complete run: each executed copy in
+    ``runs/<profile>/notebooks/`` (from ``reproduce``) must have finished without an error; its
+    injected-parameters cell, progress bars, widget state and stderr outputs are dropped, and
+    the notebook's metadata records the profile and papermill's timing. The source of every
+    other cell must equal the committed notebook's, so a stale run is never published.
+
+    Returns the paths written.
+    """
+    import nbformat
+
+    out_dir = paths.runs_dir(profile) / "notebooks"
+    written = []
+    for notebook in notebook_sequence(only):
+        executed = out_dir / notebook.name
+        if not _completed(executed):
+            raise ValueError(
+                f"profile: {executed} is missing or did not finish; run "
+                f"`vbon reproduce --profile {profile}` first"
+            )
+        nb = nbformat.read(executed, as_version=4)
+        cells = [c for c in nb.cells if "injected-parameters" not in c.metadata.get("tags", [])]
+        current = [c.source for c in nbformat.read(notebook, as_version=4).cells]
+        if [c.source for c in cells] != current:
+            raise ValueError(
+                f"only: {executed.name} was executed from another version of {notebook.name}; "
+                "run it again before publishing"
+            )
+        for cell in cells:
+            if cell.cell_type == "code":
+                cell.outputs = [o for o in cell.outputs if _kept(o)]
+        nb.cells = cells
+        nb.metadata.pop("widgets", None)
+        nb.metadata["vbon"] = {"profile": profile}
+        nbformat.write(nb, notebook)
+        written.append(notebook)
+    return written
+
+
 def _results_by_notebook(profile: str) -> dict[str, tuple[Path, dict]]:
     found: dict[str, tuple[Path, dict]] = {}
     for path in sorted(paths.runs_dir(profile).glob("**/results.json")):

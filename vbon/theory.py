@@ -40,10 +40,12 @@ __all__ = [
     "optimisation_gap",
     "beta_for_kl",
     "frontier_at",
+    "with_frontier_gaps",
     "kl_rl_curve",
     "win_rate_curve",
     "vbon_curve",
     "theory_frontier",
+    "continuous_vbon_optimum",
 ]
 
 
@@ -127,8 +129,23 @@ def frontier_at(ref_probs: Any, rewards: Any, kl: float, metric: str = "reward")
         raise ValueError(f"metric: expected 'reward' or 'win_rate', got {metric!r}")
     if kl <= 0:
         return float(policy_metrics(p, p, r)[metric])
+    top = np.where(score == score.max(), p, 0.0)
+    top /= top.sum()
+    if kl >= kl_divergence(top, p) * (1 - 1e-12):
+        return policy_metrics(top, p, r)[metric]  # all mass on the best class: nothing is higher
     best = kl_rl_optimum_pmf(p, score, beta_for_kl(p, score, kl))
     return policy_metrics(best, p, r)[metric]
+
+
+def with_frontier_gaps(curves: pd.DataFrame, ref_probs: Any, rewards: Any) -> pd.DataFrame:
+    """``curves`` (rows with a ``kl``, ``reward`` and ``win_rate``) plus ``reward_gap`` and
+    ``win_rate_gap``: how far below the reward and win-rate frontiers (``frontier_at``) each
+    point lies at its own KL (>= 0 for any policy)."""
+    out = curves.copy()
+    for metric in ("reward", "win_rate"):
+        best = [frontier_at(ref_probs, rewards, kl, metric) for kl in out["kl"]]
+        out[f"{metric}_gap"] = np.asarray(best) - out[metric].to_numpy()
+    return out
 
 
 def beta_for_kl(ref_probs: Any, rewards: Any, kl: float) -> float:
@@ -152,6 +169,28 @@ def beta_for_kl(ref_probs: Any, rewards: Any, kl: float) -> float:
     while excess(hi) > 0:
         hi += 10.0
     return float(np.exp(brentq(excess, lo, hi, xtol=1e-12)))
+
+
+def continuous_vbon_optimum(n: int, m: int | None = None, *, bound: str = "L") -> float:
+    """The optimum J* of vBoN's objective divided by N-1, for a continuous reward.
+
+    ``bound="L"``: J = E[log F] - KL/(N-1), whose optimum is log E_ref[F^(N-1)] / (N-1) =
+    -log N / (N-1) with the true F, and with the add-one F_hat of ``m`` references (the number
+    k of references below a fresh pi_ref sample is uniform on 0..M) log mean_k ((1+k)/(M+1))^(N-1)
+    / (N-1). ``bound="exact"``: J = -KL(pi || pi_BoN)/(N-1), whose optimum is 0 (with F_hat,
+    log(N mean_k ...)/(N-1), the same up to the i >= 2 terms, negligible for text).
+    """
+    n = check_n(n, "n", minimum=2)
+    if m is None:
+        log_mean = -np.log(n)
+    else:
+        k = np.arange(check_n(m, "m") + 1, dtype=float)
+        log_mean = float(logsumexp((n - 1) * np.log((1.0 + k) / (m + 1.0))) - np.log(m + 1.0))
+    if bound == "L":
+        return float(log_mean / (n - 1))
+    if bound == "exact":
+        return float((np.log(n) + log_mean) / (n - 1))
+    raise ValueError(f"bound: expected 'L' or 'exact', got {bound!r}")
 
 
 def _curve_rows(method: str, pmfs: dict[Any, np.ndarray], p: np.ndarray, r: np.ndarray, key: str):

@@ -486,6 +486,13 @@ class TrainConfig:
         if self.max_m is not None:
             _positive_int("max_m", self.max_m)
         _positive_int("sft_groups", self.sft_groups)
+        if self.method in ("vbon", "vbon_exact") and self.m is not None:
+            # F_hat from M samples resolves the BoN(N) target only when M >= M_PER_N N
+            # (vbon.cdf): warn, since the M ablation breaks the rule on purpose.
+            from vbon.cdf import check_well_posed
+
+            used = min(self.m, self.max_m) if self.max_m is not None else self.m
+            check_well_posed(used, self.n, name="max_m" if self.max_m is not None else "m")
         if self.method == "bon_sft" and self.n * self.sft_groups > self.m:
             raise ValueError(
                 f"m: bon_sft takes sft_groups = {self.sft_groups} group(s) of n = {self.n} "

@@ -3,10 +3,8 @@
 Every RL method here maximises J = E_pi[score] - beta KL(pi || pi_ref), and the trainers log
 its on-policy estimate at each step (``objective``, the mean of score - beta k1 over the step's
 rollouts, with its standard error over prompts). A run has converged when J stops improving:
-``plateau`` compares the mean of the last quarter of the steps with the quarter before it
-(Welch's t interval, scipy.stats), so a run that still climbs shows a positive improvement
-whose interval excludes 0. The size of that improvement says how far the run is from its
-plateau on the scale of its own objective.
+``plateau`` fits the trend of J over the second half of the run and asks whether training on for
+another half at that pace would move J by more than one step's estimate can resolve.
 """
 
 from __future__ import annotations
@@ -19,7 +17,7 @@ from scipy import stats as sps
 
 from vbon.stats import CONFIDENCE
 
-__all__ = ["objective_curve", "plateau", "plateau_table"]
+__all__ = ["objective_curve", "plateau", "sweep_curves", "sweep_plateaus"]
 
 
 def objective_curve(history: Any) -> pd.DataFrame:
@@ -38,35 +36,109 @@ def objective_curve(history: Any) -> pd.DataFrame:
     return out.reset_index(drop=True)
 
 
-def plateau(history: Any, *, window: float = 0.25) -> dict[str, float]:
-    """Whether a run's objective still improves over its last ``window`` of steps.
+def plateau(history: Any) -> dict[str, Any]:
+    """Whether a run's objective still rises at the end of training, and by how much.
+
+    A straight line is fitted to the per-step objective over the second half of the steps
+    (scipy.stats.linregress). Its slope, times another half of the run's steps, is the
+    improvement that training on at the same pace would bring (``projected``, with its
+    ``CONFIDENCE`` interval). It is compared with the noise of one step's estimate of the
+    objective (``step_se``, the median logged standard error over the second half): the run has
+    **converged** when the whole interval lies below it (what is left of the trend is smaller
+    than one step can measure), is **improving** when the whole interval lies above it, and
+    is inconclusive otherwise.
 
     Returns:
-        ``final`` (mean objective over the last window), ``improvement`` (last window minus
-        the window before it) with its ``CONFIDENCE`` interval ``improvement_low`` /
-        ``improvement_high`` (Welch), ``steps_per_window``, and ``converged``: True when the
-        interval does not lie above 0, i.e. the data do not show the run still improving.
+        ``final`` (mean objective over the last quarter of the steps), ``gain`` (``final``
+        minus the mean of the first 5% of the steps, near pi_ref), ``projected`` with
+        ``projected_low`` / ``projected_high``, ``step_se``, ``status`` and ``converged``.
     """
-    if not 0 < window <= 0.5:
-        raise ValueError(f"window: must lie in (0, 0.5], got {window!r}")
-    y = objective_curve(history)["objective"].to_numpy(dtype=float)
-    w = int(np.ceil(window * len(y)))
-    if w < 2 or 2 * w > len(y):
-        raise ValueError(f"history: {len(y)} steps are too few for two windows of {window:.0%}")
-    last, before = y[-w:], y[-2 * w : -w]
-    test = sps.ttest_ind(last, before, equal_var=False)
-    ci = test.confidence_interval(confidence_level=CONFIDENCE)
+    curve = objective_curve(history)
+    y = curve["objective"].to_numpy(dtype=float)
+    if len(y) < 8:
+        raise ValueError(f"history: {len(y)} steps are too few to judge a trend (need 8)")
+    half = len(y) // 2
+    steps = curve["step"].to_numpy(dtype=float)[half:]
+    fit = sps.linregress(steps, y[half:])
+    q = sps.t.ppf(0.5 + CONFIDENCE / 2, len(steps) - 2)
+    span = len(y) - half
+    projected = (
+        fit.slope * span,
+        (fit.slope - q * fit.stderr) * span,
+        (fit.slope + q * fit.stderr) * span,
+    )
+    se = curve["objective_se"].to_numpy(dtype=float)[half:]
+    step_se = (
+        float(np.nanmedian(se))
+        if np.isfinite(se).any()
+        else float(np.std(y[half:] - fit.intercept - fit.slope * steps, ddof=2))
+    )
+    if projected[2] < step_se:
+        status = "converged"
+    elif projected[1] > step_se:
+        status = "improving"
+    else:
+        status = "inconclusive"
+    final = y[-max(2, len(y) // 4) :].mean()
     return {
-        "final": float(last.mean()),
-        "final_se": float(last.std(ddof=1) / np.sqrt(w)),
-        "improvement": float(last.mean() - before.mean()),
-        "improvement_low": float(ci.low),
-        "improvement_high": float(ci.high),
-        "steps_per_window": w,
-        "converged": bool(ci.low <= 0.0),
+        "final": float(final),
+        "gain": float(final - y[: max(2, int(np.ceil(0.05 * len(y))))].mean()),
+        "projected": float(projected[0]),
+        "projected_low": float(projected[1]),
+        "projected_high": float(projected[2]),
+        "step_se": step_se,
+        "status": status,
+        "converged": status == "converged",
     }
 
 
-def plateau_table(results: dict[str, Any], *, window: float = 0.25) -> pd.DataFrame:
-    """``plateau`` of several runs (``{label: TrainResult}``), one row per run."""
-    return pd.DataFrame([{"run": name, **plateau(r, window=window)} for name, r in results.items()])
+def sweep_curves(table: pd.DataFrame) -> pd.DataFrame:
+    """The training history of every RL run of a sweep table (``run_sweep``), long format.
+
+    Columns: config (``vbon.findings.config_label``), method, setting (the config without its
+    method), seed, then the per-step metrics (step, objective, objective_se, score, kl, reward).
+    """
+    from vbon.findings import config_label
+    from vbon.train.loop import load_run
+
+    parts = []
+    for row in table.itertuples(index=False):
+        if row.method == "bon_sft":
+            continue
+        label = config_label(row.method, row.n, row.beta, getattr(row, "max_m", None))
+        frame = load_run(row.run_dir).frame("train")
+        keep = [c for c in _CURVE_COLUMNS if c in frame]
+        parts.append(
+            frame[keep].assign(
+                config=label, method=row.method, setting=label.split(" ", 1)[1], seed=int(row.seed)
+            )
+        )
+    out = pd.concat(parts, ignore_index=True)
+    lead = ["config", "method", "setting", "seed"]
+    return out[lead + [c for c in out.columns if c not in lead]]
+
+
+_CURVE_COLUMNS = ("step", "objective", "objective_se", "score", "kl", "reward")
+
+
+def sweep_plateaus(table: pd.DataFrame) -> pd.DataFrame:
+    """``plateau`` of every RL run of a sweep table: one row per run (config, seed, ...)."""
+    from vbon.findings import config_label
+    from vbon.train.loop import load_run
+
+    rows = []
+    for row in table.itertuples(index=False):
+        if row.method == "bon_sft":
+            continue
+        label = config_label(row.method, row.n, row.beta, getattr(row, "max_m", None))
+        result = load_run(row.run_dir)
+        rows.append(
+            {
+                "config": label,
+                "method": row.method,
+                "seed": int(row.seed),
+                "steps": int(result.config.steps),
+                **plateau(result),
+            }
+        )
+    return pd.DataFrame(rows)

@@ -79,7 +79,9 @@ class EnumerableWorld:
             initializer_range=init_std,
             bos_token_id=None,
             eos_token_id=None,
-            pad_token_id=len(VOCAB),
+            # The pad id (4) lies outside the 4-token vocabulary on purpose (see _tokenizer);
+            # the model itself never needs one.
+            pad_token_id=None,
         )
         torch.manual_seed(seed)
         self.model = GPT2LMHeadModel(config).eval()
@@ -154,6 +156,56 @@ class EnumerableWorld:
 
     def texts(self, codes: np.ndarray) -> list[str]:
         return [" ".join(VOCAB[t] for t in self.sequences[c].tolist()) for c in codes]
+
+    def score(self, config: Any) -> tuple[np.ndarray, float] | None:
+        """The score s(y) of every completion and the KL weight beta that ``config`` trained
+        on (F_hat from its own reference draws), or None for bon_sft (no KL-RL objective)."""
+        from vbon.objectives import log_bon_ratio
+
+        if config.method == "bon_sft":
+            return None
+        if config.method == "kl_rl":
+            return self.rewards.astype(float), float(config.beta)
+        draws = self.sample_ref(config.m, seed=config.ref_seed)
+        ref = self.rewards[draws]
+        if config.max_m:
+            ref = ref[: config.max_m]
+        log_f = RewardCDF(ref[None, :]).log_cdf(self.rewards[None, :])[0]
+        if config.method == "vbon":
+            return log_f, float(config.beta)
+        ratio = log_bon_ratio(log_f, np.minimum(self.ref_logprobs, 0.0), config.n)
+        return ratio / (config.n - 1), float(config.beta)
+
+    def report(self, result: Any) -> dict[str, Any]:
+        """Where a trained run of this world ended, exactly (``vbon.theory``).
+
+        Returns the run's method, N or beta, seed; its exact reward, win rate against pi_ref
+        and KL(pi || pi_ref); for the RL methods its objective J(pi) on the score it trained
+        on, that objective's optimum J*, and the optimisation gap J* - J = beta
+        KL(pi || pi*); and KL(pi || pi_BoN(N)) at the run's N (bon_sft's n; none for kl_rl).
+        """
+        from vbon import theory
+
+        cfg = result.config
+        model, _ = result.load_policy()
+        q = np.exp(self.logprobs(model, cfg.temperature or 1.0))
+        p = self.ref_probs / self.ref_probs.sum()
+        out: dict[str, Any] = {
+            "method": cfg.method,
+            "n": None if cfg.method == "kl_rl" else cfg.n,
+            "beta": cfg.beta,
+            "seed": cfg.seed,
+            **theory.policy_metrics(q / q.sum(), p, self.rewards),
+        }
+        scored = self.score(cfg)
+        if scored is not None:
+            s, beta = scored
+            out["objective"] = theory.objective_value(q, p, s, beta)
+            out["optimum"] = theory.optimum_value(p, s, beta)
+            out["gap"] = out["optimum"] - out["objective"]
+        if cfg.method != "kl_rl":
+            out["kl_to_bon"] = theory.kl_divergence(q, self.bon_probs(cfg.n))
+        return out
 
     # -- the TrainSetup -------------------------------------------------------------------------
     def setup(self, config: Any) -> TrainSetup:

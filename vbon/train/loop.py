@@ -590,6 +590,8 @@ class _Run:
     def finish(self) -> TrainResult:
         from safetensors.torch import save_file
 
+        from vbon.models import weights_quietly
+
         acc, ctx = self.accelerator, self.ctx
         final = self.run_dir / "final"
         evals = [r for r in self.history if r.get("phase") == "eval"]
@@ -604,7 +606,8 @@ class _Run:
         if self.main:
             tmp = self.run_dir / ".final.tmp"
             shutil.rmtree(tmp, ignore_errors=True)
-            ctx.policy.save_pretrained(tmp, safe_serialization=True)
+            with weights_quietly():
+                ctx.policy.save_pretrained(tmp, safe_serialization=True)
             self.setup.tokenizer.save_pretrained(tmp)
             module = acc.unwrap_model(ctx.module)
             if module.v_head is not None:

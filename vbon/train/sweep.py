@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import itertools
 import time
+import warnings
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 import pandas as pd
 
+from vbon.cdf import IllPosedWarning
 from vbon.train.config import TrainConfig
 
 __all__ = ["grid", "run_sweep", "result_row", "RESULT_COLUMNS"]
@@ -88,7 +90,11 @@ def _train_row(config: dict[str, Any]) -> dict[str, Any]:
     from vbon.train.loop import train
 
     t0 = time.perf_counter()
-    result = train(TrainConfig.from_dict(config))
+    with warnings.catch_warnings():
+        # The caller built (and was warned about) these configs; do not repeat it per worker.
+        warnings.simplefilter("ignore", IllPosedWarning)
+        config = TrainConfig.from_dict(config)
+    result = train(config)
     row = result_row(result)
     row["trained"] = not result.loaded
     row["seconds"] = time.perf_counter() - t0
@@ -131,10 +137,12 @@ def run_sweep(
         dup = next(d for d in dirs if dirs.count(d) > 1)
         raise ValueError(f"configs: two configs share the run directory {dup}")
     parallel = workers > 1 and len(configs) > 1
-    jobs = [
-        cfg.replace(resume=resume, progress=cfg.progress and not parallel).to_dict()
-        for cfg in configs
-    ]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", IllPosedWarning)  # as built by the caller
+        jobs = [
+            cfg.replace(resume=resume, progress=cfg.progress and not parallel).to_dict()
+            for cfg in configs
+        ]
     bar = tqdm(total=len(jobs), desc="sweep", unit="run", disable=not progress)
     rows: list[dict[str, Any]] = [{} for _ in jobs]
     if not parallel:

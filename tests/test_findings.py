@@ -1,0 +1,283 @@
+"""Intervals, verdicts, the theory frontier, the F_hat rule, convergence, the experiment spec.
+
+Everything here is exact maths or synthetic data with a known answer; each test's threshold is
+either exact (theory) or several standard errors of the quantity it checks.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from vbon import cdf, findings, stats, theory
+from vbon.bon import bon_pmf, bound_optimum_pmf
+from vbon.objectives import kl_rl_optimum_pmf
+from vbon.train.convergence import plateau
+
+
+# -- vbon.stats ------------------------------------------------------------------------------
+def test_mean_ci_matches_the_t_interval_over_prompts():
+    rng = np.random.default_rng(0)
+    x = rng.normal(1.0, 2.0, size=400)
+    got = stats.mean_ci(x)
+    half_t = 1.96 * x.std(ddof=1) / np.sqrt(x.size)
+    assert got.estimate == pytest.approx(x.mean())
+    # A percentile bootstrap of a mean is the t interval up to O(1/n) and its Monte Carlo error.
+    assert (got.high - got.low) / 2 == pytest.approx(half_t, rel=0.1)
+
+
+def test_crossed_bootstrap_sees_seed_spread_that_prompts_alone_miss():
+    rng = np.random.default_rng(1)
+    seed_effect = np.array([-1.0, 0.0, 1.0])[:, None]
+    values = seed_effect + rng.normal(0, 0.1, size=(3, 200))
+    both = stats.mean_ci(values)
+    prompts_only = stats.mean_ci(values.mean(axis=0))
+    assert both.high - both.low > 5 * (prompts_only.high - prompts_only.low)
+    est, lo, hi = stats.crossed_bootstrap(lambda s, p: 1.0, 3, 200)  # a constant has no spread
+    assert est == lo == hi == 1.0
+
+
+def test_decide_by_the_interval():
+    def iv(lo, hi):
+        return stats.Interval((lo + hi) / 2, lo, hi)
+
+    assert stats.decide("x", iv(0.1, 0.3), seeds=[0]).decision == "holds"
+    assert stats.decide("x", iv(-0.3, -0.1), seeds=[0]).decision == "fails"
+    assert stats.decide("x", iv(-0.1, 0.3), seeds=[0]).decision == "inconclusive"
+    assert stats.decide("x", iv(-0.3, -0.1), seeds=[0], direction="<").holds
+    within = stats.decide("x", iv(-0.02, 0.03), seeds=[0], direction="within", threshold=0.05)
+    assert within.holds and within.as_dict()["ci"] == [-0.02, 0.03]
+    assert (
+        stats.decide("x", iv(0.06, 0.1), seeds=[0], direction="within", threshold=0.05).decision
+        == "fails"
+    )
+    with pytest.raises(ValueError, match="direction"):
+        stats.decide("x", iv(0, 1), seeds=[0], direction="=")
+
+
+# -- vbon.theory -----------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def support():
+    rng = np.random.default_rng(2)
+    p = rng.dirichlet(np.ones(30))
+    r = np.exp(rng.normal(size=30))  # heavy right tail
+    return p, r
+
+
+def test_optimum_value_and_gap_are_exact(support):
+    p, r = support
+    beta = 0.3
+    best = kl_rl_optimum_pmf(p, r, beta)
+    assert theory.objective_value(best, p, r, beta) == pytest.approx(
+        theory.optimum_value(p, r, beta), abs=1e-12
+    )
+    q = np.random.default_rng(3).dirichlet(np.ones(30))
+    gap = theory.optimisation_gap(q, p, r, beta)
+    assert gap == pytest.approx(beta * theory.kl_divergence(q, best), abs=1e-10)
+    assert gap > 0
+
+
+def test_no_policy_beats_the_frontiers(support):
+    """KL-RL's optimum is the reward frontier and F's optimum the win-rate frontier: random
+    policies and every vBoN/BoN optimum lie on or below both (exact)."""
+    p, r = support
+    rng = np.random.default_rng(4)
+    for q in rng.dirichlet(np.full(30, 0.5), size=40):
+        m = theory.policy_metrics(q, p, r)
+        assert theory.frontier_at(p, r, m["kl"], "reward") >= m["reward"] - 1e-9
+        assert theory.frontier_at(p, r, m["kl"], "win_rate") >= m["win_rate"] - 1e-9
+    curves = theory.with_frontier_gaps(theory.theory_frontier(p, r, [2, 4, 16]), p, r)
+    assert (curves[["reward_gap", "win_rate_gap"]] >= -1e-9).all().all()
+    exact = curves[curves["method"] == "vbon_exact"]
+    assert exact["kl"].tolist() == pytest.approx(
+        [theory.kl_divergence(bon_pmf(p, r, n), p) for n in (2, 4, 16)]
+    )
+
+
+def test_beta_for_kl_round_trip(support):
+    p, r = support
+    for kl in (0.05, 0.5, 1.5):
+        beta = theory.beta_for_kl(p, r, kl)
+        assert theory.kl_divergence(kl_rl_optimum_pmf(p, r, beta), p) == pytest.approx(kl, abs=1e-9)
+    with pytest.raises(ValueError, match="kl"):
+        theory.beta_for_kl(p, r, 100.0)
+
+
+def test_continuous_vbon_optimum():
+    for n in (2, 4, 16):
+        assert theory.continuous_vbon_optimum(n) == pytest.approx(-np.log(n) / (n - 1))
+        # With many references F_hat approaches F; with few it is coarser and the optimum higher.
+        big = theory.continuous_vbon_optimum(n, 100_000)
+        assert big == pytest.approx(-np.log(n) / (n - 1), abs=1e-3)
+        assert theory.continuous_vbon_optimum(n, 4) > big
+        assert theory.continuous_vbon_optimum(n, 100_000, bound="exact") == pytest.approx(
+            0, abs=1e-3
+        )
+
+
+# -- the F_hat rule M >= M_PER_N N -----------------------------------------------------------
+def test_fhat_target_closes_on_bon_as_m_grows():
+    rows = [cdf.fhat_target(8, c * 8, draws=1500) for c in (1, 4, 16)]
+    kls = [r["kl_to_bon"] for r in rows]
+    assert kls[0] > kls[1] > kls[2] > 0
+    # About 0.24 / c nats (the rule's justification in vbon.cdf).
+    assert kls[1] == pytest.approx(0.24 / 4, rel=0.25)
+    assert rows[1]["saturated"] == pytest.approx(8 / (8 + 32))
+    assert all(r["win_rate"] < r["win_rate_bon"] for r in rows)
+
+
+def test_fhat_error_study_saturation_follows_theory():
+    rng = np.random.default_rng(5)
+    pool = rng.normal(size=(200, 64 + 256))
+    table = cdf.fhat_error_study(pool, [16, 64], [2, 8], resamples=8)
+    bon = table[table["N"] > 1]
+    per_cell = bon.groupby(["M", "N"])
+    diff = per_cell["saturated"].mean() - per_cell["saturated_theory"].first()
+    se = per_cell["saturated"].std() / np.sqrt(200)
+    assert (diff.abs() < 4 * se + 1e-3).all(), (diff, se)
+
+
+def test_the_rule_warns_in_train_config_and_refuses_in_the_spec():
+    from vbon.experiment import experiment
+    from vbon.train import TrainConfig
+
+    with pytest.warns(cdf.IllPosedWarning, match="m: 16 reference samples"):
+        TrainConfig(method="vbon", n=8, m=16)
+    with pytest.warns(cdf.IllPosedWarning, match="max_m"):
+        TrainConfig(method="vbon", n=8, m=64, max_m=4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", cdf.IllPosedWarning)
+        TrainConfig(method="vbon", n=8, m=32)
+        TrainConfig(method="kl_rl", beta=0.1, m=4)
+    with pytest.raises(ValueError, match="m: 32 reference samples"):
+        experiment("imdb", "smoke", m=32, n_grid=[2, 16])
+
+
+# -- vbon.findings ---------------------------------------------------------------------------
+def _points(spec: dict[str, tuple[str, float, float]], seeds=3, prompts=50, noise=0.05):
+    """Synthetic per-prompt evaluations: config -> (method, kl, win_rate)."""
+    rng = np.random.default_rng(6)
+    rows = []
+    for config, (method, kl, win) in spec.items():
+        for s in range(seeds):
+            for p in range(prompts):
+                rows.append(
+                    {
+                        "config": config,
+                        "method": method,
+                        "n": 2,
+                        "beta": 1.0,
+                        "max_m": None,
+                        "seed": s,
+                        "prompt": p,
+                        "kl": kl + rng.normal(0, noise),
+                        "win_rate": win + rng.normal(0, noise),
+                        "reward": win,
+                    }
+                )
+    return pd.DataFrame(rows)
+
+
+def test_frontier_membership_and_the_headline_interval():
+    pts = _points(
+        {
+            "a1": ("a", 0.5, 0.70),
+            "a2": ("a", 1.0, 0.80),
+            "b1": ("b", 0.6, 0.60),
+            "b2": ("b", 1.1, 0.70),
+        }
+    )
+    table, head = findings.frontier_membership(
+        pts, "win_rate", np.full(50, 0.5), headline=("a", ["b"])
+    )
+    shares = table.set_index("method")["share"]
+    assert shares["a"] == 1.0 and shares["b"] == 0.0
+    assert head.low > 0
+
+
+def test_matched_kl_gap_and_paired_difference():
+    pts = _points({"a": ("a", 1.0, 0.75), "b1": ("b", 0.5, 0.6), "b2": ("b", 1.5, 0.8)})
+    gap = findings.matched_kl_gap(pts, "win_rate", "a", "b").set_index("config")
+    assert gap.loc["a", "gap"] == pytest.approx(0.05, abs=0.02)  # b at KL 1 is 0.70
+    diff = findings.paired_difference(pts, [("a", "a")], ["win_rate"]).iloc[0]
+    assert diff["difference"] == diff["low"] == diff["high"] == 0.0
+
+
+# -- vbon.train.convergence ------------------------------------------------------------------
+def _history(values, se=0.1):
+    return [
+        {"phase": "train", "step": i + 1, "objective": v, "objective_se": se}
+        for i, v in enumerate(values)
+    ]
+
+
+def test_plateau_tells_saturated_from_rising_runs():
+    rng = np.random.default_rng(7)
+    t = np.arange(400)
+    flat = -1 + 0.5 * (1 - np.exp(-t / 30)) + rng.normal(0, 0.1, t.size)
+    rising = -1 + 0.002 * t + rng.normal(0, 0.1, t.size)
+    short = -1 + 0.5 * (1 - np.exp(-t[:16] / 30)) + rng.normal(0, 0.1, 16)
+    assert plateau(_history(flat))["status"] == "converged"
+    assert plateau(_history(rising))["status"] == "improving"
+    assert plateau(_history(short))["status"] != "converged"  # too few steps to tell
+    with pytest.raises(ValueError, match="too few"):
+        plateau(_history([0.0] * 4))
+
+
+# -- vbon.experiment -------------------------------------------------------------------------
+def test_experiment_spec_grids_budgets_and_errors():
+    from vbon.experiment import experiment
+
+    spec = experiment("imdb", "converged")
+    configs = spec.sweep_configs()
+    by_method = pd.Series([c.method for c in configs]).value_counts().to_dict()
+    k = len(spec.seeds)
+    assert by_method == {"vbon": 3 * k, "kl_rl": 3 * k, "bon_sft": 3 * k, "vbon_exact": k}
+    steps = {
+        (c.method, c.n if c.method != "kl_rl" else round(1 / c.beta + 1)): c.steps for c in configs
+    }
+    for n, budget in spec.steps_by_n.items():
+        assert steps[("vbon", n)] == steps[("kl_rl", n)] == budget
+    assert all(c.max_m in spec.m_ablation for c in spec.ablation_configs())
+    assert experiment("imdb", "smoke").fingerprint() != spec.fingerprint()
+    with pytest.raises(ValueError, match="overrides: unknown"):
+        experiment("imdb", "smoke", mm=3)
+    with pytest.raises(ValueError, match="seeds: repeated"):
+        experiment("imdb", "smoke", seeds=[0, 0])
+    with pytest.raises(ValueError, match="task: no experiment"):
+        experiment("mnist", "smoke")
+
+
+# -- pieces of the loop ------------------------------------------------------------------------
+def test_clustered_standard_error_over_prompts():
+    import torch
+
+    from vbon.train.common import Stats
+
+    class One:
+        num_processes = 1
+        device = torch.device("cpu")
+
+    values = torch.tensor([1.0, 3.0, 2.0, 2.0, 10.0, 12.0])
+    groups = np.array([0, 0, 1, 1, 2, 2])
+    st = Stats()
+    st.add_clustered("objective", values, groups)
+    out = st.reduce(One())
+    means = np.array([2.0, 2.0, 11.0])
+    assert out["objective"] == pytest.approx(means.mean())
+    assert out["objective_se"] == pytest.approx(means.std(ddof=1) / np.sqrt(3))
+
+
+def test_bound_optimum_is_the_log_f_optimum(support):
+    """Sanity link between vbon.bon and vbon.theory: pi_ref F^(N-1) is KL-RL's optimum for the
+    score log F at beta = 1/(N-1)."""
+    from vbon.bon import ref_cdf
+
+    p, r = support
+    score = np.log(np.maximum(ref_cdf(p, r), 1e-300))
+    for n in (2, 8):
+        got = kl_rl_optimum_pmf(p, score, 1 / (n - 1))
+        np.testing.assert_allclose(got, bound_optimum_pmf(p, r, n), atol=1e-12)
