@@ -281,3 +281,117 @@ def test_bound_optimum_is_the_log_f_optimum(support):
     for n in (2, 8):
         got = kl_rl_optimum_pmf(p, score, 1 / (n - 1))
         np.testing.assert_allclose(got, bound_optimum_pmf(p, r, n), atol=1e-12)
+
+
+# -- helpers the notebooks lean on -----------------------------------------------------------
+def test_seed_interval_is_the_student_t_interval_and_wider_than_the_bootstrap():
+    values = np.array([0.18, 0.21, 0.22])
+    got = stats.seed_interval(values)
+    half = 4.303 * values.std(ddof=1) / np.sqrt(3)  # t_{0.975, 2} = 4.303
+    assert got.estimate == pytest.approx(values.mean())
+    assert (got.high - got.low) / 2 == pytest.approx(half, rel=1e-3)
+    boot = stats.mean_ci(values[:, None])  # three seeds, one prompt: the bootstrap under-covers
+    assert got.high - got.low > 2 * (boot.high - boot.low)
+    assert stats.seed_interval([1.0, 1.0]).ci == [1.0, 1.0]
+    with pytest.raises(ValueError, match="values"):
+        stats.seed_interval([1.0])
+
+
+def test_row_interval_reads_point_tables_and_differences():
+    row = pd.Series({"win_rate": 0.6, "win_rate_low": 0.55, "win_rate_high": 0.66})
+    iv = findings.row_interval(row, "win_rate", unit="u", minus=0.5)
+    assert [iv.estimate, iv.low, iv.high] == pytest.approx([0.1, 0.05, 0.16]) and iv.unit == "u"
+    diff = findings.row_interval(
+        {"difference": 0.2, "low": 0.1, "high": 0.3}, "difference", unit=""
+    )
+    assert diff.ci == [0.1, 0.3]
+    with pytest.raises(ValueError, match="row"):
+        findings.row_interval({"kl": 1.0}, "kl", unit="")
+
+
+def test_exact_claim_and_bound_gap():
+    c = stats.exact_claim("x", 0.5, True, figure="f.png")
+    assert c.ci == [0.5, 0.5] and c.decision == "holds" and c.evidence == "exact"
+    assert stats.exact_claim("x", 0.5, False).decision == "fails"
+    gap = theory.bound_gap(16, 0.7, [0.25, 1e-4, 1e-12])
+    assert (gap["gap"] >= 0).all() and gap["gap"].is_monotonic_decreasing
+    # For small pi_ref the gap is (N-1)/2 pi_ref / F to first order.
+    assert gap["gap"].iloc[-1] == pytest.approx(15 / 2 * 1e-12 / 0.7, rel=1e-3)
+    with pytest.raises(ValueError, match="cdf"):
+        theory.bound_gap(4, 0.0, [0.1])
+
+
+def test_sampled_optimum():
+    rng = np.random.default_rng(0)
+    r = rng.normal(size=(50, 4000))
+    # beta log E[exp(r/beta)] of a standard normal is 1 / (2 beta).
+    assert theory.sampled_optimum("kl_rl", 2.0, r) == pytest.approx(0.25, abs=0.02)
+    assert theory.sampled_optimum("vbon", 4, r[:, :64]) == pytest.approx(
+        theory.continuous_vbon_optimum(4, 64)
+    )
+    with pytest.raises(ValueError, match="method"):
+        theory.sampled_optimum("ppo", 4, r)
+
+
+def test_optimisation_gaps_in_nats():
+    plateaus = pd.DataFrame(
+        {
+            "config": ["vbon N=4", "vbon N=4", "kl_rl beta=0.5"],
+            "method": ["vbon", "vbon", "kl_rl"],
+            "final": [-0.8, -0.7, 0.1],
+        }
+    )
+    r = np.random.default_rng(1).normal(size=(8, 64))
+    gaps = findings.optimisation_gaps(plateaus, r)
+    j_star = theory.continuous_vbon_optimum(4, 64)
+    assert gaps.loc["vbon N=4", "gap"] == pytest.approx(j_star + 0.75)
+    assert gaps.loc["vbon N=4", "kl_to_optimum"] == pytest.approx(3 * (j_star + 0.75))
+    assert gaps.loc["kl_rl beta=0.5", "beta"] == 0.5
+
+
+def test_enumerable_per_seed():
+    runs = pd.DataFrame(
+        {
+            "method": ["vbon", "vbon_exact", "vbon", "vbon_exact"],
+            "n": [2, 2, 2, 2],
+            "seed": [0, 0, 1, 1],
+            "kl_to_bon": [0.3, 0.2, 0.5, 0.5],
+            "kl_to_optimum": [0.4, 0.1, 0.6, 0.2],
+        }
+    )
+    table = findings.enumerable_per_seed(runs, {2: 1.0}, {2: 0.1})
+    assert table.iloc[:, 0].tolist() == pytest.approx([0.7, 0.5])
+    assert table.iloc[:, 1].tolist() == pytest.approx([0.1, 0.0])
+    assert table.iloc[:, 2].tolist() == pytest.approx([0.3, 0.5])
+
+
+def test_convergence_claim_brackets_the_share():
+    from vbon.train.convergence import convergence_claim
+
+    plateaus = pd.DataFrame(
+        {
+            "config": ["a", "b", "c"],
+            "seed": [0, 0, 0],
+            "status": ["converged", "inconclusive", "converged"],
+            "projected": [0.0, 0.1, 0.0],
+            "projected_low": [-0.1, -0.05, -0.1],
+            "projected_high": [0.05, 0.3, 0.05],
+            "step_se": [0.1, 0.1, 0.1],
+        }
+    )
+    claim, still = convergence_claim(plateaus, [0])
+    assert claim.ci == pytest.approx([2 / 3, 1.0]) and claim.decision == "inconclusive"
+    assert "b seed 0" in still.unit
+    plateaus.loc[1, "status"] = "improving"
+    assert convergence_claim(plateaus, [0])[0].decision == "fails"
+
+
+def test_shown_paths_drop_the_machine_prefix(tmp_path, monkeypatch):
+    from vbon import paths
+
+    monkeypatch.setenv("VBON_CACHE", str(tmp_path / "cache"))
+    assert paths.shown("lvwerra/gpt2-imdb") == "lvwerra/gpt2-imdb"
+    assert paths.shown(tmp_path / "cache" / "toy" / "policy") == "<cache>/toy/policy"
+    assert paths.shown(paths.runs_dir("smoke") / "x") == "runs/smoke/x"
+    elsewhere = tmp_path / "other"
+    assert paths.shown(elsewhere) == str(elsewhere)

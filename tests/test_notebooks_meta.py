@@ -173,7 +173,7 @@ def test_publish_keeps_results_drops_progress_and_refuses_stale_runs(tmp_path, m
     source = "import sys\nprint('result')\nprint('a progress bar', file=sys.stderr)"
     _tiny_notebook(books / "01_pub.ipynb", source)
     monkeypatch.setattr(paths, "notebooks_dir", lambda: books)
-    monkeypatch.setattr(paths, "runs_dir", lambda profile: tmp_path / "runs" / profile)
+    monkeypatch.setattr(paths, "runs_dir", lambda profile="": tmp_path / "runs" / profile)
     monkeypatch.setattr(paths, "params_dir", lambda profile: tmp_path / "params" / profile)
     with pytest.raises(ValueError, match="vbon reproduce --profile converged"):
         publish("converged")
@@ -185,6 +185,8 @@ def test_publish_keeps_results_drops_progress_and_refuses_stale_runs(tmp_path, m
     outputs = nb.cells[-1].outputs
     assert [o.get("name") for o in outputs] == ["stdout"] and outputs[0].text == "result\n"
     assert nb.metadata["vbon"] == {"profile": "converged"}
+    # No absolute path of the machine that ran it.
+    assert not nb.metadata["papermill"]["output_path"].startswith("/")
     _tiny_notebook(books / "01_pub.ipynb", source + "\nprint('changed')")
     with pytest.raises(ValueError, match="another version"):
         publish("converged")

@@ -556,3 +556,15 @@ def evaluate_policy_on_task(
             seed=seed,
             win_method=win_method,
         )
+
+
+def policy_samples(task: Any, prompts: Sequence[str], run_dir: Any, *, seed: int = 0) -> list[str]:
+    """One completion per prompt from a trained run's policy, each prefixed by its reward
+    (``"[+1.23] text"``), sampled with the task's settings: for reading samples side by side."""
+    from vbon.generation import sample
+    from vbon.train.loop import load_run
+
+    model, tokenizer = load_run(run_dir).load_policy()
+    out = sample(model, tokenizer, list(prompts), 1, **task.sampling.sample_kwargs(), seed=seed)
+    rewards = task.reward_fn(list(prompts), out.texts, eos=out.ended)
+    return [f"[{r:+.2f}] {t}" for r, t in zip(rewards, out.texts, strict=True)]

@@ -17,14 +17,15 @@ configurations at once, so the comparisons between methods stay paired.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from vbon.evaluate import pareto_frontier
-from vbon.stats import Interval, crossed_bootstrap
+from vbon.stats import Interval, crossed_bootstrap, mean_ci
+from vbon.theory import sampled_optimum as theory_sampled_optimum
 
 __all__ = [
     "config_label",
@@ -34,6 +35,11 @@ __all__ = [
     "frontier_membership",
     "matched_kl_gap",
     "paired_difference",
+    "row_interval",
+    "optimisation_gaps",
+    "enumerable_runs",
+    "bon_intervals",
+    "enumerable_per_seed",
 ]
 
 METRICS = ("reward", "win_rate", "kl", "kl_k1", "length")
@@ -253,3 +259,100 @@ def paired_difference(
                 {"a": a, "b": b, "metric": m, "difference": est[k], "low": lo[k], "high": hi[k]}
             )
     return pd.DataFrame(rows)
+
+
+def row_interval(row: Mapping[str, Any], column: str, *, unit: str, minus: float = 0.0) -> Interval:
+    """One row of a findings table as an ``Interval``, shifted by ``-minus``.
+
+    ``column`` with ``<column>_low``/``<column>_high`` (``point_table``), or ``difference``,
+    ``gap`` with ``low``/``high`` or ``gap_low``/``gap_high`` (``paired_difference``,
+    ``matched_kl_gap``). E.g. a win rate minus 1/2: ``row_interval(row, "win_rate", minus=0.5)``.
+    """
+    for low, high in ((f"{column}_low", f"{column}_high"), ("low", "high")):
+        if low in row and high in row:
+            values = (float(row[column]), float(row[low]), float(row[high]))
+            return Interval(*(v - minus for v in values), unit)
+    raise ValueError(f"row: no interval columns for {column!r} in {list(row)}")
+
+
+def optimisation_gaps(plateaus: pd.DataFrame, ref_rewards: np.ndarray) -> pd.DataFrame:
+    """How far each RL configuration of a text sweep ended from its objective's optimum.
+
+    ``plateaus``: ``vbon.train.convergence.sweep_plateaus`` rows (``final`` = the mean logged J
+    over a run's last quarter). ``ref_rewards``: the train prompts' (prompts, M) reference
+    rewards, from which ``vbon.theory.sampled_optimum`` gives J*. Returns per configuration
+    (index) method, beta, final (mean over seeds) and its SD, optimum, ``gap`` = J* - final in
+    J's units, and ``kl_to_optimum`` = gap / beta, the same distance in nats (J* - J(pi) =
+    beta KL(pi || pi*) for the maximiser pi* of J).
+    """
+    rows = []
+    for config, part in plateaus.groupby("config", sort=False):
+        method = part["method"].iloc[0]
+        value = float(config.split()[1].split("=")[1])
+        beta = value if method == "kl_rl" else 1.0 / (value - 1.0)
+        optimum = theory_sampled_optimum(method, value, ref_rewards)
+        final = float(part["final"].mean())
+        rows.append(
+            {
+                "config": config,
+                "method": method,
+                "beta": beta,
+                "final": final,
+                "final_sd": float(part["final"].std()),
+                "optimum": optimum,
+                "gap": optimum - final,
+                "kl_to_optimum": (optimum - final) / beta,
+            }
+        )
+    return pd.DataFrame(rows).set_index("config")
+
+
+def enumerable_runs(world: Any, sweep: pd.DataFrame) -> pd.DataFrame:
+    """Every run of an enumerable-world sweep where it ended, exactly (``EnumerableWorld.report``),
+    with its configuration label and ``kl_to_optimum`` = gap / beta = KL(pi || pi*) in nats."""
+    from vbon.train.loop import load_run
+
+    runs = pd.DataFrame([world.report(load_run(d)) for d in sweep["run_dir"]])
+    runs["config"] = [config_label(r.method, r.n, r.beta) for r in runs.itertuples()]
+    if "gap" in runs:
+        runs["kl_to_optimum"] = runs["gap"] / runs["beta"]
+    return runs
+
+
+def bon_intervals(bon: pd.DataFrame, per_prompt: pd.DataFrame) -> pd.DataFrame:
+    """BoN's table (``evaluate_bon_on_task``) with a 95% interval per metric over the test
+    prompts (``<metric>_low``/``_high``; BoN has no training seed), and whether each KL
+    estimate lies above the bound log N - (N-1)/N and whether the bound lies in its interval."""
+    out = bon.copy()
+    for metric in ("reward", "win_rate", "kl"):
+        cis = [mean_ci(per_prompt.loc[per_prompt["N"] == n, metric]) for n in out["N"]]
+        out[f"{metric}_low"] = [c.low for c in cis]
+        out[f"{metric}_high"] = [c.high for c in cis]
+    out["estimate above bound"] = out["kl"] > out["kl_bound"] + 1e-12
+    out["bound inside interval"] = out["kl_low"].le(out["kl_bound"]) & out["kl_bound"].le(
+        out["kl_high"]
+    )
+    return out
+
+
+def enumerable_per_seed(
+    runs: pd.DataFrame, ref_to_bon: Mapping[int, float], bias: Mapping[int, float]
+) -> pd.DataFrame:
+    """The enumerable world's three vBoN quantities, one row per seed (the mean over N).
+
+    ``runs``: ``enumerable_runs``. ``ref_to_bon``: KL(pi_ref || pi_BoN(N)) per N. ``bias``:
+    KL(pi*_L || pi_BoN(N)), the bound's optimum's distance to BoN, per N. Columns: how much
+    closer to pi_BoN a vBoN (L) run ended than pi_ref is; the bound's run's KL to pi_BoN minus
+    the exact reward's run's (same N and seed); and the bound's run's KL to its own optimum minus
+    the optimum's KL to pi_BoN (optimisation error against the objective's bias).
+    """
+    vb, ex = (runs[runs["method"] == m].set_index(["seed", "n"]) for m in ("vbon", "vbon_exact"))
+    n_of = vb.index.get_level_values("n")
+    table = pd.DataFrame(
+        {
+            "KL(pi_ref || BoN) - KL(pi_L || BoN)": n_of.map(ref_to_bon) - vb["kl_to_bon"],
+            "KL(pi_L || BoN) - KL(pi_exact || BoN)": vb["kl_to_bon"] - ex["kl_to_bon"],
+            "KL(pi_L || pi*) - KL(pi* || BoN)": vb["kl_to_optimum"] - n_of.map(bias),
+        }
+    )
+    return table.groupby("seed").mean()

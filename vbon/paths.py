@@ -53,3 +53,19 @@ def notebooks_dir() -> Path:
 
 def params_dir(profile: str) -> Path:
     return repo_root() / "params" / profile
+
+
+def shown(path_or_id: str | os.PathLike) -> str:
+    """A model id or path as a notebook prints it: hub ids unchanged, local paths relative to the
+    toy-world cache (``<cache>/...``) or the runs directory (``runs/...``), so committed outputs
+    do not carry one machine's home directory."""
+    text = os.fspath(path_or_id)
+    path = Path(text).expanduser()
+    if not path.is_absolute():
+        return text
+    for root, label in ((cache_dir(), "<cache>"), (runs_dir(), "runs"), (repo_root(), ".")):
+        try:
+            return f"{label}/{path.resolve().relative_to(root.resolve()).as_posix()}"
+        except ValueError:
+            continue
+    return text

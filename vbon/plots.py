@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 import seaborn as sns
 
@@ -153,6 +154,126 @@ def bon_curve(ax: plt.Axes, bon: pd.DataFrame, metric: str) -> None:
             + (" (KL estimate above its bound)" if face == "none" else ""),
             **style,
         )
+
+
+def fhat_error_figure(summary: pd.DataFrame) -> plt.Figure:
+    """The F_hat error study (``vbon.cdf.fhat_error_study`` averaged per (M, N)): mean
+    |log F_hat - log F| against M (left, with a 1/sqrt(M) guide) and, at BoN(N)'s choices, the
+    error relative to E_BoN[-log F] = 1/N against c = M/N (right)."""
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4))
+    for n, part in summary.groupby("N"):
+        label = "pi_ref samples" if n == 1 else f"BoN(N={n}) choices"
+        axes[0].plot(part["M"], part["abs_log_error"], "o-", label=label)
+        axes[1].plot(part["M"] / n, part["abs_log_error"] * n, "o-", label=label)
+    m_line = np.sort(summary["M"].unique()).astype(float)
+    axes[0].plot(m_line, 0.9 / np.sqrt(m_line), "k--", label="1/sqrt(M) guide")
+    axes[0].set(xscale="log", yscale="log", xlabel="M", ylabel="mean |log F_hat - log F|")
+    axes[0].set_title("Error of the reward log F_hat (held-out truth)")
+    axes[1].set(xscale="log", yscale="log", xlabel="c = M / N", ylabel="error x N")
+    axes[1].set_title("At BoN's choices, relative to E_BoN[-log F] = 1/N")
+    axes[0].legend(fontsize=8)
+    return fig
+
+
+def fhat_saturation_figure(target: pd.DataFrame, summary: pd.DataFrame, rule: float) -> plt.Figure:
+    """Left: the exact KL from the optimum of the estimated L to pi_BoN against c = M/N
+    (``vbon.cdf.fhat_target`` rows with ``N``, ``c = M/N``, ``kl_to_bon``), with the rule c.
+    Right: the measured share of BoN(N)'s choices above all M references against N/(N+M)."""
+    fig, axes = plt.subplots(1, 2, figsize=(12.5, 4))
+    for n, part in target.groupby("N"):
+        axes[0].plot(part["c = M/N"], part["kl_to_bon"], "o-", label=f"N = {n}")
+    axes[0].axvline(rule, color="k", ls=":", label=f"rule c = {rule:g}")
+    axes[0].set(xscale="log", yscale="log", xlabel="c = M / N", ylabel="KL(target || pi_BoN)")
+    axes[0].set_title("Optimum of the estimated L vs BoN(N), exact")
+    axes[0].legend()
+    bon = summary[summary["N"] > 1]
+    dots = axes[1].scatter(
+        bon["saturated_theory"], bon["saturated"], c=bon["M"], norm="log", cmap="viridis"
+    )
+    fig.colorbar(dots, ax=axes[1], label="M")
+    axes[1].plot([0, 1], [0, 1], "k--", label="N / (N + M)")
+    axes[1].set(xlabel="theory N / (N + M)", ylabel="share above all M references")
+    axes[1].set_title("Saturation of F_hat at BoN(N)'s choices")
+    axes[1].legend()
+    return fig
+
+
+def metric_vs_kl_figure(
+    table: pd.DataFrame,
+    ref: dict[str, float],
+    *,
+    bon: pd.DataFrame | None = None,
+    title: str = "",
+) -> plt.Figure:
+    """Reward (left) and win rate (right) against KL(pi || pi_ref): every configuration of
+    ``table`` (``vbon.findings.point_table``) with its intervals on both axes, pi_ref at KL 0
+    (``ref``: its reward and win rate) and, if given, BoN's curve (``bon_curve``)."""
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.8))
+    for ax, metric in zip(axes, ["reward", "win_rate"], strict=True):
+        if bon is not None:
+            bon_curve(ax, bon, metric)
+        ax.scatter(
+            [0],
+            [ref[metric]],
+            marker=METHOD_MARKER["ref"],
+            s=80,
+            color=METHOD_COLOR["ref"],
+            label=METHOD_LABEL["ref"],
+            zorder=4,
+        )
+        interval_points(ax, table, metric)
+        ax.set(xlabel="KL(pi || pi_ref) [nats]", ylabel=metric.replace("_", " "))
+        if bon is not None:
+            ax.set_xscale("symlog", linthresh=1.0)
+            ax.set_xlabel("KL(pi || pi_ref) [nats], log scale above 1")
+    axes[0].set_title(f"{title}reward vs KL (95% intervals)")
+    axes[1].set_title(f"{title}win rate against pi_ref vs KL")
+    axes[1].legend(fontsize=8)
+    return fig
+
+
+def ablation_figure(ablation: pd.DataFrame, bon_row: pd.Series, ref_row: pd.Series, n: int):
+    """The M ablation: reward and win rate of vBoN at one N against M (``ablation`` rows with
+    ``M`` and the ``point_table`` columns), with BoN(N) and pi_ref as horizontal lines."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for ax, metric in zip(axes, ["reward", "win_rate"], strict=True):
+        err = [
+            ablation[metric] - ablation[f"{metric}_low"],
+            ablation[f"{metric}_high"] - ablation[metric],
+        ]
+        ax.errorbar(
+            ablation["M"],
+            ablation[metric],
+            yerr=err,
+            fmt="o-",
+            capsize=3,
+            color=METHOD_COLOR["vbon"],
+            label=f"vBoN (L), N={n}",
+        )
+        ax.axhline(bon_row[metric], ls="--", color=METHOD_COLOR["bon"], label=f"BoN, N={n}")
+        ax.axhline(ref_row[metric], ls=":", color=METHOD_COLOR["ref"], label="pi_ref")
+        ax.set(xscale="log", xlabel="M (reference samples per prompt)")
+        ax.set_ylabel(metric.replace("_", " "))
+    axes[0].legend()
+    return fig
+
+
+def invariance_figure(
+    ref_probs: np.ndarray,
+    panels: dict[str, dict[str, np.ndarray]],
+) -> plt.Figure:
+    """Optimal PMFs over a small support, one panel per objective: ``panels`` maps a panel's
+    title to {reward transform: PMF}; pi_ref is drawn as grey bars behind each."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4), sharey=True)
+    items = np.arange(len(ref_probs))
+    for ax, (title, family) in zip(np.atleast_1d(axes), panels.items(), strict=True):
+        ax.bar(items, ref_probs, color="lightgray", label="pi_ref", zorder=0)
+        for (name, pmf), style in zip(family.items(), ["o-", "x--", "+:", "s-."], strict=False):
+            ax.plot(items, pmf, style, label=f"reward {name}")
+        ax.set(xlabel="item (sorted by reward)", title=title)
+        ax.legend()
+    np.atleast_1d(axes)[0].set_ylabel("probability")
+    return fig
 
 
 def set_style() -> None:

@@ -555,6 +555,20 @@ class ReferenceCache:
         values = self.table.column(name).to_pylist()
         return values if name in ("texts", "prompt") else np.array(values)
 
+    def summary(self) -> dict[str, Any]:
+        """What the cache holds, as one table row: prompts, M, samples, reward mean and std,
+        the share of completions that ended with EOS, and its directory's name (its key)."""
+        r = self.rewards()
+        return {
+            "prompts": len(self),
+            "M": r.shape[1],
+            "samples": r.size,
+            "reward mean": float(r.mean()),
+            "reward std": float(r.std()),
+            "EOS rate": float(np.mean(self.column("ended"))),
+            "directory": self.directory.name,
+        }
+
     def cdf(self, max_m: int | None = None) -> RewardCDF:
         """F_hat per prompt, from all M rewards or the first ``max_m`` drawn (the M ablation)."""
         if max_m is None:

@@ -154,6 +154,11 @@ def publish(profile: str, only: list[str] | None = None) -> list[Path]:
                 cell.outputs = [o for o in cell.outputs if _kept(o)]
         nb.cells = cells
         nb.metadata.pop("widgets", None)
+        # papermill records the machine's absolute paths; a committed notebook names them
+        # relative to the repository (or the runs directory) instead.
+        for key in ("input_path", "output_path"):
+            if key in nb.metadata.get("papermill", {}):
+                nb.metadata["papermill"][key] = paths.shown(nb.metadata["papermill"][key])
         nb.metadata["vbon"] = {"profile": profile}
         nbformat.write(nb, notebook)
         written.append(notebook)

@@ -30,7 +30,7 @@ from scipy.special import logsumexp
 
 from vbon._array import as_float64, check_n
 from vbon.bon import bon_pmf, bound_optimum_pmf, ref_cdf
-from vbon.objectives import beta_from_n, kl_rl_optimum_pmf
+from vbon.objectives import beta_from_n, kl_rl_optimum_pmf, log_bon_ratio
 
 __all__ = [
     "kl_divergence",
@@ -46,6 +46,8 @@ __all__ = [
     "vbon_curve",
     "theory_frontier",
     "continuous_vbon_optimum",
+    "sampled_optimum",
+    "bound_gap",
 ]
 
 
@@ -191,6 +193,52 @@ def continuous_vbon_optimum(n: int, m: int | None = None, *, bound: str = "L") -
     if bound == "exact":
         return float((np.log(n) + log_mean) / (n - 1))
     raise ValueError(f"bound: expected 'L' or 'exact', got {bound!r}")
+
+
+def sampled_optimum(method: str, value: float, ref_rewards: Any) -> float:
+    """The optimum J* of a method's objective on a text task, from the M reference rewards
+    of each train prompt (``ref_rewards``, (prompts, M)), averaged over the prompts.
+
+    ``value`` is N for ``vbon`` / ``vbon_exact`` (``continuous_vbon_optimum`` with the add-one
+    F_hat of M references) and beta for ``kl_rl``, whose optimum beta log E_ref[exp(r/beta)] is
+    estimated by the sample mean over the M rewards: biased low for small beta, where one rare
+    completion carries the expectation.
+    """
+    r = np.asarray(ref_rewards, dtype=float)
+    if r.ndim != 2 or r.size == 0:
+        raise ValueError(f"ref_rewards: expected (prompts, M), got shape {r.shape}")
+    m = r.shape[1]
+    if method == "kl_rl":
+        beta = float(value)
+        if not beta > 0:
+            raise ValueError(f"value: kl_rl needs beta > 0, got {value!r}")
+        return float(np.mean(beta * (logsumexp(r / beta, axis=1) - np.log(m))))
+    if method in ("vbon", "vbon_exact"):
+        return continuous_vbon_optimum(int(value), m, bound="L" if method == "vbon" else "exact")
+    raise ValueError(f"method: expected 'vbon', 'vbon_exact' or 'kl_rl', got {method!r}")
+
+
+def bound_gap(n: int, cdf: float, ref_probs: Any) -> pd.DataFrame:
+    """How much the bound L drops from log(pi_BoN / pi_ref), at an item y with F(r(y)) =
+    ``cdf`` and each pi_ref(y) of ``ref_probs``.
+
+    The exact log ratio log sum_i C(N,i) F^(N-i) pi_ref(y)^(i-1) (``log_bon_ratio``) minus the
+    bound's i = 1 term log N + (N-1) log F: about (N-1)/2 pi_ref(y)/F for small pi_ref(y), so
+    the bound is tight for any completion that is unlikely under pi_ref.
+    """
+    p = as_float64(ref_probs, "ref_probs")
+    if not 0 < cdf <= 1:
+        raise ValueError(f"cdf: expected F in (0, 1], got {cdf!r}")
+    exact = np.asarray(log_bon_ratio(np.full_like(p, np.log(cdf)), np.log(p), n), dtype=float)
+    bound = np.log(n) + (n - 1) * np.log(cdf)
+    return pd.DataFrame(
+        {
+            "pi_ref(y)": p,
+            "exact log(pi_BoN/pi_ref)": exact,
+            "bound log N + (N-1) log F": bound,
+            "gap": exact - bound,
+        }
+    )
 
 
 def _curve_rows(method: str, pmfs: dict[Any, np.ndarray], p: np.ndarray, r: np.ndarray, key: str):

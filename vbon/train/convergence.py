@@ -9,15 +9,16 @@ another half at that pace would move J by more than one step's estimate can reso
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from vbon.stats import CONFIDENCE
+from vbon.stats import CONFIDENCE, Claim, Interval
 
-__all__ = ["objective_curve", "plateau", "sweep_curves", "sweep_plateaus"]
+__all__ = ["objective_curve", "plateau", "sweep_curves", "sweep_plateaus", "convergence_claim"]
 
 
 def objective_curve(history: Any) -> pd.DataFrame:
@@ -142,3 +143,42 @@ def sweep_plateaus(table: pd.DataFrame) -> pd.DataFrame:
             }
         )
     return pd.DataFrame(rows)
+
+
+def convergence_claim(
+    plateaus: pd.DataFrame, seeds: Sequence[int], *, figure: str = ""
+) -> tuple[Claim, Interval]:
+    """The claim "every RL run converged" over ``sweep_plateaus`` rows, and the run closest to
+    still improving.
+
+    The share of converged runs is bracketed by the runs shown converged and those not shown
+    improving (the inconclusive ones counted either way): that range, not a 95% interval, is
+    the claim's ``ci``. It holds only when every run is shown converged and fails when some run
+    is shown still improving. The second value is, for the run whose projected improvement
+    exceeds one step's noise by the most, that excess with its interval.
+    """
+    counts = plateaus["status"].value_counts()
+    counts = {k: int(counts.get(k, 0)) for k in ("converged", "inconclusive", "improving")}
+    excess = plateaus["projected_low"] - plateaus["step_se"]
+    worst = plateaus.loc[excess.idxmax()]
+    still = Interval(
+        float(worst["projected"] - worst["step_se"]),
+        float(worst["projected_low"] - worst["step_se"]),
+        float(worst["projected_high"] - worst["step_se"]),
+        f"projected improvement minus one step's noise, {worst['config']} seed {worst['seed']}",
+    )
+    low = counts["converged"] / len(plateaus)
+    high = 1 - counts["improving"] / len(plateaus)
+    decision = "holds" if low == 1 else ("fails" if high < 1 else "inconclusive")
+    claim = Claim(
+        "every RL run converged (share of runs; a range, not a 95% interval: the inconclusive "
+        "runs counted either way)",
+        float(low),
+        [float(low), float(high)],
+        [int(s) for s in seeds],
+        low == 1,
+        decision,
+        figure,
+        f"{counts}; closest to still improving: {still}",
+    )
+    return claim, still
