@@ -19,8 +19,15 @@ setup: $(STAMP)
 reproduce: $(STAMP)
 	$(BIN)/vbon reproduce --profile smoke
 
+# Two lanes side by side, one per core: the unit tests (their report is printed at the end) and
+# the notebooks (nbval). Within a lane nothing runs concurrently. `pytest` alone runs both in turn.
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	@$(BIN)/python -m pytest tests > .pytest-unit.log 2>&1 & unit=$$!; \
+	$(BIN)/python -m pytest notebooks; notebooks=$$?; \
+	wait $$unit; tests=$$?; \
+	echo "== unit tests (tests/)"; cat .pytest-unit.log; \
+	echo "== exit: unit tests $$tests, notebooks $$notebooks"; \
+	test $$tests -eq 0 && test $$notebooks -eq 0
 
 bench: $(STAMP)
 	for f in benchmarks/*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done
