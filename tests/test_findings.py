@@ -338,6 +338,8 @@ def test_optimisation_gaps_in_nats():
         {
             "config": ["vbon N=4", "vbon N=4", "kl_rl beta=0.5"],
             "method": ["vbon", "vbon", "kl_rl"],
+            "n": [4, 4, None],
+            "beta": [1 / 3, 1 / 3, 0.5],
             "final": [-0.8, -0.7, 0.1],
         }
     )

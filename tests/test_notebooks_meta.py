@@ -1,4 +1,4 @@
-"""Notebook contract (DESIGN.md): parameters cell, kernelspec, papermill help, reproduce CLI."""
+"""Notebook contract: parameters cell, kernelspec, papermill help, reproduce CLI."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Exact Best-of-N maths on a finite support (PAPER.md section 1).
+"""Exact Best-of-N maths on a finite support (the paper's background on Best-of-N).
 
 Best-of-N draws y(1..N) iid from pi_ref and keeps the one with the highest reward. Over a finite
 support with probabilities pi_ref and rewards r, let for each item y

@@ -1,4 +1,4 @@
-"""Estimating F, the reward CDF under pi_ref, from M reference samples per prompt (PAPER.md s. 3).
+"""Estimating F, the reward CDF under pi_ref, from M reference samples per prompt (the paper's estimate of F).
 
 The vBoN reward is log F(r(y)) with F(t) = P_{y'~pi_ref}(r(y') < t). Per prompt we hold M
 reference rewards r_1..r_M (drawn with the training sampling settings, scored by the training
@@ -202,7 +202,7 @@ def empirical_log_cdf(
     smoothing: Smoothing = "add_one",
     strict: bool = True,
 ) -> Any:
-    """log F_hat(t) of each reward t against reference rewards (PAPER.md section 3).
+    """log F_hat(t) of each reward t against reference rewards (the paper's estimate of F).
 
     One prompt: ``ref_rewards`` is 1-D (its M rewards) and ``rewards`` any shape. Many prompts:
     ``ref_rewards`` is (P, M) or a ragged list, and either ``rewards`` is (P, ...) or

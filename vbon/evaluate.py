@@ -1,5 +1,5 @@
 """Metrics for every figure: reward, win rate against pi_ref, KL to pi_ref, BoN at many N, and
-the Pareto frontier (PAPER.md section 4, DESIGN.md "Conventions").
+the Pareto frontier (the paper's experiments).
 
 Standard errors treat prompts as the independent unit: samples of one prompt are averaged first,
 then the mean and its standard error are taken over prompts.
@@ -200,7 +200,7 @@ def bon_evaluate(
 
     For each N and resample, N of each prompt's pool samples are chosen without replacement and
     the best is kept (ties: first). Reported per N: reward, win rate against the reference cache
-    (ties 1/2), and KL(pi_BoN || pi_ref) estimated with the exact formula of PAPER.md section 1,
+    (ties 1/2), and KL(pi_BoN || pi_ref) estimated with the paper's exact formula,
     E_BoN[log pi_BoN(y) - log pi_ref(y)] = E_BoN[log sum_i C(N,i) F^(N-i) pi_ref(y)^(i-1)], with F
     the reference-sample CDF (add-one smoothed, as in training) and pi_ref(y) the sample's
     sequence probability; the bound log N - (N-1)/N is reported beside it, never in its place.

@@ -278,8 +278,8 @@ def row_interval(row: Mapping[str, Any], column: str, *, unit: str, minus: float
 def optimisation_gaps(plateaus: pd.DataFrame, ref_rewards: np.ndarray) -> pd.DataFrame:
     """How far each RL configuration of a text sweep ended from its objective's optimum.
 
-    ``plateaus``: ``vbon.train.convergence.sweep_plateaus`` rows (``final`` = the mean logged J
-    over a run's last quarter). ``ref_rewards``: the train prompts' (prompts, M) reference
+    ``plateaus``: ``vbon.train.convergence.sweep_plateaus`` rows (``n``, ``beta`` and ``final`` =
+    the mean logged J over a run's last quarter). ``ref_rewards``: the train prompts' (prompts, M) reference
     rewards, from which ``vbon.theory.sampled_optimum`` gives J*. Returns per configuration
     (index) method, beta, final (mean over seeds) and its SD, optimum, ``gap`` = J* - final in
     J's units, and ``kl_to_optimum`` = gap / beta, the same distance in nats (J* - J(pi) =
@@ -287,9 +287,8 @@ def optimisation_gaps(plateaus: pd.DataFrame, ref_rewards: np.ndarray) -> pd.Dat
     """
     rows = []
     for config, part in plateaus.groupby("config", sort=False):
-        method = part["method"].iloc[0]
-        value = float(config.split()[1].split("=")[1])
-        beta = value if method == "kl_rl" else 1.0 / (value - 1.0)
+        method, beta = part["method"].iloc[0], float(part["beta"].iloc[0])
+        value = beta if method == "kl_rl" else int(part["n"].iloc[0])
         optimum = theory_sampled_optimum(method, value, ref_rewards)
         final = float(part["final"].mean())
         rows.append(

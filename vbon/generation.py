@@ -1,6 +1,6 @@
 """Batched sampling of completions and their log-probabilities (prompt tokens excluded).
 
-Sampling settings follow PAPER.md: temperature, top_k (0 = off), top_p (1 = off) and
+Sampling settings follow the paper: temperature, top_k (0 = off), top_p (1 = off) and
 max_new_tokens are always passed explicitly, so a checkpoint's own generation defaults (top_k=50
 in transformers, repetition penalties, ...) never leak into the reference samples or the policy's
 rollouts. Log-probabilities are taken at the sampling temperature, the distribution the samples

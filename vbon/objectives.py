@@ -1,4 +1,4 @@
-"""Reward transforms for fine-tuning: vBoN (bound L and exact) and KL-RL (PAPER.md section 2).
+"""Reward transforms for fine-tuning: vBoN (bound L and exact) and KL-RL, as the paper defines them.
 
 vBoN minimises KL(pi_theta || pi_BoN). Up to a constant that is KL-regularised RL
 

@@ -1,4 +1,4 @@
-"""The reference cache: M completions of pi_ref per prompt with their rewards (PAPER.md s. 3).
+"""The reference cache: M completions of pi_ref per prompt with their rewards (the paper's estimate of F).
 
 vBoN's reward log F_hat(r) needs, for every training prompt, M rewards of reference samples drawn
 with the training sampling settings and scored by the training reward. This module builds that

@@ -1,4 +1,4 @@
-"""The vBoN reward as a TRL reward function (PAPER.md sections 2-3), for ``trl.RLOOTrainer``.
+"""The vBoN reward as a TRL reward function (the paper's objective and estimate of F), for ``trl.RLOOTrainer``.
 
 vBoN with the lower bound L is KL-regularised RL with reward log F(r(y)) and KL weight
 beta = 1/(N-1). :func:`vbon_reward_function` turns a reference cache (``vbon.reference``: M
@@ -234,7 +234,7 @@ class VBoNRewardFunction:
 
         ``beta`` = 1/(N-1); ``normalize_advantages=False`` (TRL's default, kept explicit); and,
         when the cache records them, the sampling settings F_hat was estimated with
-        (``temperature``, ``top_k``, ``top_p``, ``max_completion_length``): PAPER.md section 3
+        (``temperature``, ``top_k``, ``top_p``, ``max_completion_length``): the paper's estimate of F
         requires training to sample exactly as the reference samples were drawn. A cache
         imported from the authors' JSONL files does not record them; set them yourself.
         """
@@ -263,7 +263,7 @@ def vbon_reward_function(
     """The vBoN reward log F_hat(r(y)) as a reward function for TRL's ``RLOOTrainer``.
 
     For each completion y of a prompt x the returned callable scores ``r = reward_fn(x, y)``
-    and returns log F_hat(r), with F_hat the add-one estimator of PAPER.md section 3 from the
+    and returns log F_hat(r), with F_hat the paper's add-one estimator from the
     prompt's M cached reference rewards r_1..r_M:
 
         F_hat(r) = (1 + #{m : r_m < r}) / (M + 1),     log F_hat(r) in [-log(M+1), 0].

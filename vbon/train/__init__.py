@@ -1,4 +1,4 @@
-"""Fine-tune a policy so that one sample behaves like Best-of-N (PAPER.md sections 2 and 4).
+"""Fine-tune a policy so that one sample behaves like Best-of-N (the paper's objective and experiments).
 
 One loop serves every method the paper compares: ``vbon`` (reward log F_hat, beta = 1/(N-1),
 the bound L), ``vbon_exact`` (the exact reward log(pi_BoN/pi_ref)/(N-1)), ``kl_rl`` (raw reward,

@@ -1,4 +1,4 @@
-"""BoN-SFT: maximum likelihood on the best of n reference samples per prompt (PAPER.md s. 4).
+"""BoN-SFT: maximum likelihood on the best of n reference samples per prompt (the paper's experiments).
 
 The paper's forward-KL baseline: the targets y* = argmax_{y_1..y_n ~ pi_ref} r(y) are samples of
 pi_BoN, so minimising -log pi_theta(y* | x) fits KL(pi_BoN || pi_theta) (mass-covering), where

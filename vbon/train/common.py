@@ -230,7 +230,7 @@ class Context:
     def score(
         self, rollout: Rollout, rows: slice, log_cdf: np.ndarray | None, ref_logprob: torch.Tensor
     ) -> torch.Tensor:
-        """R of PAPER.md section 2 for rows ``rows``: log F_hat, the exact reward, or r.
+        """The reward R of the paper's objectives for rows ``rows``: log F_hat, the exact reward, or r.
 
         ``ref_logprob`` is log pi_ref(y | x), the completion's sequence log-probability, needed
         by vbon_exact. Then the authors' eos_score and the score clip apply.

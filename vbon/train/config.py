@@ -4,10 +4,10 @@
 clarity: every field is a plain value, documented below, validated on construction, and saved as
 ``config.json`` beside the run. Fields left at ``None`` take the default of the run's profile
 (``PROFILE_DEFAULTS``): ``smoke`` budgets run in about a minute on a laptop CPU, ``paper`` is the
-authors' trlx setup of PAPER.md section 4 (PPO, lr 3e-5, 128 rollouts per phase, minibatch 32,
+authors' trlx setup of the paper's experiments (PPO, lr 3e-5, 128 rollouts per phase, minibatch 32,
 4 PPO epochs, top 2 blocks trainable, GAE gamma 1 lambda 0.95, clip 0.2, score clip 10).
 
-Objectives (PAPER.md section 2), all maximising E_{pi_theta}[R] - beta KL(pi_theta || pi_ref):
+Objectives (as the paper defines them), all maximising E_{pi_theta}[R] - beta KL(pi_theta || pi_ref):
 
 - ``vbon``: R = log F_hat(r(y)), beta = 1/(N-1) (the lower bound L divided by N-1);
 - ``vbon_exact``: R = (log pi_BoN(y) - log pi_ref(y)) / (N-1), beta = 1/(N-1), which needs
@@ -36,7 +36,7 @@ METHODS = ("vbon", "vbon_exact", "kl_rl", "bon_sft")
 ALGORITHMS = ("rloo", "ppo")
 
 # Defaults for the fields left at None: per profile, then per task, each with a shared part
-# ("base") and one part per kind of run ("rloo", "ppo", "bon_sft"). The paper rows are PAPER.md
+# ("base") and one part per kind of run ("rloo", "ppo", "bon_sft"). The paper rows are the paper
 # section 4 (the authors' trlx PPO); the smoke rows run in about a minute on two CPU cores, with
 # lr and budget chosen on toy-sentiment so that vbon at N = 8 stays below BoN's KL bound.
 PROFILE_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
@@ -185,7 +185,7 @@ class TrainConfig:
     """Keyword overrides for ``get_task`` (e.g. ``{"n_train": 1000}``, sampling fields). On
     the paper profile the hub commits the task loads are filled in (``policy_revision``, ...)."""
     method: Method = "vbon"
-    """"vbon" (reward log F_hat, bound L), "vbon_exact" (exact reward of PAPER.md s. 2),
+    """"vbon" (reward log F_hat, bound L), "vbon_exact" (the paper's exact reward),
     "kl_rl" (raw reward r, free beta) or "bon_sft" (SFT on the best of n reference samples)."""
     algorithm: Algorithm | None = None
     """"rloo" (REINFORCE, leave-one-out baseline over k samples per prompt, KL as a k1 sequence
@@ -205,7 +205,7 @@ class TrainConfig:
     objective at KL weight 1/(N-1)); "authors" divides by N as the authors' code did."""
     exact_ref_with_prompt: bool = False
     """Authors' quirk for vbon_exact: log pi_ref(y) includes the prompt tokens' log-probability
-    (PAPER.md: the paper's pi_ref(y) is the completion's probability given the prompt)."""
+    (the paper's pi_ref(y) is the completion's probability given the prompt)."""
     score_clip: float | None = 10.0
     """Clip the score R to [-score_clip, score_clip] before the KL term (trlx's
     cliprange_reward = 10); None disables it."""

@@ -138,6 +138,8 @@ def sweep_plateaus(table: pd.DataFrame) -> pd.DataFrame:
                 "config": label,
                 "method": row.method,
                 "seed": int(row.seed),
+                "n": result.config.n,
+                "beta": float(result.config.beta),
                 "steps": int(result.config.steps),
                 **plateau(result),
             }

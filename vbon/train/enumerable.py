@@ -9,7 +9,7 @@ come from one forward pass over all 256, so
 
 are exact numbers, not estimates. The reward is a fixed function of the sequence: a random
 log-normal value per sequence (distinct values; a heavy right tail, where the invariance of F
-to monotone transforms of r matters). It checks that the trainers optimise what PAPER.md says.
+to monotone transforms of r matters). It checks that the trainers optimise what the paper says.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""PPO as in the authors' trlx setup (PAPER.md section 4).
+"""PPO as in the authors' trlx setup (the paper's experiments).
 
 Per phase: sample the rollout buffer; score each completion (log F_hat, exact vBoN reward or r);
 per-token rewards are -beta * (log pi_old - log pi_ref) on every completion token plus the
