@@ -22,6 +22,7 @@ import torch
 from transformers import GenerationConfig
 
 from vbon.generation import sample
+from vbon.precision import default_precision
 from vbon.reference import build_reference_cache, task_reference_spec
 from vbon.tasks import get_task
 
@@ -70,7 +71,10 @@ def main() -> None:
                 model.generate(**enc, generation_config=config)
     t_nrs = time.perf_counter() - t0
 
-    spec = task_reference_spec(task, "train", args.m, seed=0)
+    # The precision a training run on this device samples F_hat's references at.
+    spec = task_reference_spec(
+        task, "train", args.m, seed=0, precision=default_precision(model.device)
+    )
     with tempfile.TemporaryDirectory() as root:
         t0 = time.perf_counter()
         build_reference_cache(

@@ -24,7 +24,17 @@ def test_gpu_check_runs_tiny_on_cpu(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     report = json.loads(out.read_text())
     parts = {(r["model"], r["part"]) for r in report["results"]}
-    for model in ("gpt2-tiny", "pythia-tiny"):
-        for part in ("reference sampling", "rloo", "ppo"):
+    for model, paper in (("gpt2-tiny", "paper imdb ppo"), ("pythia-tiny", "paper tldr ppo")):
+        for part in ("reference sampling", "rloo", paper):
             assert (model, part) in parts
-    assert all(r["samples_per_s"] > 0 for r in report["results"])
+    assert all(r["samples_per_s"] > 0 and r["peak_rss_mib"] > 0 for r in report["results"])
+    # The paper profile's PPO settings (tiny mode shrinks the batches only) and the rates
+    # and projection the dry run reads.
+    ppo = {r["part"]: r for r in report["results"] if r["part"].startswith("paper")}
+    assert ppo["paper imdb ppo"]["lr"] == 3e-5 and ppo["paper tldr ppo"]["lr"] == 3e-6
+    assert ppo["paper tldr ppo"]["temperature"] == 0.7
+    for task in ("imdb", "tldr"):
+        assert report["rates"][task]["sample_s"] > 0 and report["rates"][task]["phase_s"] > 0
+    projected = report["projection"]["notebooks"]
+    assert len(projected) == 6 and all(s > 0 for s in projected.values())
+    assert "projected wall time" in proc.stdout

@@ -84,8 +84,9 @@ def test_revisions_are_part_of_the_cache_key() -> None:
     other = task_reference_spec(_task(reference=SHA[::-1], reward=SHA, dataset=SHA), "train", 8)
     assert pinned.revisions == {"reference": SHA, "reward": SHA, "dataset": SHA}
     assert len({unpinned.key(), pinned.key(), other.key()}) == 3
-    # Without revisions the key is the one caches were built under before revisions existed.
-    old = {k: v for k, v in asdict(unpinned).items() if k != "revisions"}
+    # Without revisions (and at fp32) the key is the one caches were built under before
+    # revisions and precisions were recorded.
+    old = {k: v for k, v in asdict(unpinned).items() if k not in ("revisions", "precision")}
     blob = json.dumps({"v": 1, **old}, sort_keys=True, default=str)
     assert unpinned.key() == hashlib.sha256(blob.encode()).hexdigest()[:16]
     assert "revisions" not in unpinned.record() and pinned.record()["revisions"]["dataset"] == SHA

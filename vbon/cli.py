@@ -41,8 +41,29 @@ def _add_reproduce(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="then copy the executed notebooks over notebooks/ (outputs as committed)",
     )
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="paper profile: generate nothing; check that every hub model and dataset resolves "
+        "(offline: in the local cache) and that the GPU fits, print the plan; exit 1 naming "
+        "what is missing",
+    )
+    p.add_argument(
+        "--allow-cpu",
+        action="store_true",
+        help="--dry-run: accept a machine without a CUDA GPU (otherwise a failure)",
+    )
+    p.add_argument(
+        "--gpu-check",
+        default=None,
+        help="--dry-run: gpu_check JSON to project times from (default runs/paper/gpu_check.json)",
+    )
 
     def run(args: argparse.Namespace) -> int:
+        if args.dry_run:
+            from vbon.dryrun import dry_run
+
+            return dry_run(args.profile, allow_cpu=args.allow_cpu, gpu_check=args.gpu_check)
         from vbon.reproduce import publish, reproduce
 
         only = [s.strip() for s in args.only.split(",")] if args.only else None

@@ -8,7 +8,7 @@ then the mean and its standard error are taken over prompts.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
@@ -195,6 +195,7 @@ def bon_evaluate(
     n_resamples: int = 8,
     seed: int = 0,
     per_prompt: bool = False,
+    extras: dict[str, Any] | None = None,
 ) -> pd.DataFrame | tuple[pd.DataFrame, pd.DataFrame]:
     """Best-of-N at each N from one pool of fresh pi_ref samples per test prompt.
 
@@ -214,6 +215,8 @@ def bon_evaluate(
         seed: seed of the subset draws.
         per_prompt: also return a long table (N, prompt, reward, win_rate, kl): each prompt's
             mean over the resamples, the unit the notebooks' intervals resample.
+        extras: other (P, S) metrics of the pool samples (IMDB: ``{"p_pos": ...}``), reported
+            at the same BoN choices as the reward (a column and its ``_se`` each).
     """
     r = as_float64(pool_rewards, "pool_rewards")
     lp = as_float64(pool_ref_logprobs, "pool_ref_logprobs")
@@ -235,6 +238,10 @@ def bon_evaluate(
     with np.errstate(divide="ignore"):
         log_f = np.minimum(cdf.log_cdf(r), np.log(-np.expm1(np.minimum(lp, -1e-300))))  # (P, S)
     win = win_rates(r, cdf)
+    extra_arrays = {name: as_float64(v, name) for name, v in (extras or {}).items()}
+    for name, v in extra_arrays.items():
+        if v.shape != r.shape:
+            raise ValueError(f"extras: {name} has shape {v.shape}, pool_rewards {r.shape}")
     rng = np.random.default_rng(seed)
     rows_idx = np.arange(prompts)[:, None]
     out, prompt_rows = [], []
@@ -247,6 +254,7 @@ def bon_evaluate(
         pick = (rows_idx.T, chosen)
         kl = log_bon_ratio(log_f[pick], lp[pick], n)
         per = {"reward": r[pick], "win_rate": win[pick], "kl": kl}
+        per.update({name: extra[pick] for name, extra in extra_arrays.items()})
         per = {k: v.mean(axis=0) for k, v in per.items()}  # (P,): mean over the resamples
         reward_s, win_s, kl_s = (mean_se(per[k]) for k in ("reward", "win_rate", "kl"))
         prompt_rows.append(pd.DataFrame({"N": n, "prompt": np.arange(prompts), **per}))
@@ -262,6 +270,9 @@ def bon_evaluate(
                 "kl_bound": kl_bon_bound(n),
             }
         )
+        for name in extra_arrays:
+            value = mean_se(per[name])
+            out[-1][name], out[-1][f"{name}_se"] = value.mean, value.se
     table = pd.DataFrame(out)
     if per_prompt:
         return table, pd.concat(prompt_rows, ignore_index=True)
@@ -305,6 +316,22 @@ def frontier_counts(
     return counts.reindex(df[method].unique(), fill_value=0).rename("frontier_points")
 
 
+def score_with_extras(
+    reward_fn: Any, prompts: Sequence[str], completions: Sequence[str], eos: Any
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Rewards and the per-completion extras (IMDB: p_pos) of ``reward_fn``: a ``RewardModel``,
+    a ``Task.reward_fn``, or any callable (which has no extras)."""
+    fn = getattr(reward_fn, "score_with_extras", None)
+    if fn is None:  # a bound Task.reward_fn: its task knows the reward model
+        fn = getattr(getattr(reward_fn, "__self__", None), "score_with_extras", None)
+    if fn is None:
+        return np.asarray(reward_fn(prompts, completions, eos=eos), dtype=float), {}
+    rewards, extras = fn(prompts, completions, eos=eos)
+    return np.asarray(rewards, dtype=float), {
+        k: np.asarray(v, dtype=float) for k, v in extras.items()
+    }
+
+
 @dataclass
 class PolicyEvaluation:
     """A policy's metrics on test prompts, and the samples they came from."""
@@ -318,6 +345,9 @@ class PolicyEvaluation:
     rewards: np.ndarray  # (P, k)
     texts: list[str]
     per_prompt: pd.DataFrame | None = None  # one row per test prompt: each metric's mean there
+    # Metrics the reward model gives beside the reward (IMDB: p_pos, p(POS), the quantity the
+    # authors' evaluation reports while training uses the logit).
+    extras: dict[str, MeanSE] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, float]:
         out: dict[str, float] = {"eos_rate": self.eos_rate, "length": self.mean_length}
@@ -325,6 +355,8 @@ class PolicyEvaluation:
             value: MeanSE = getattr(self, name)
             out[name], out[f"{name}_se"] = value.mean, value.se
         out["kl"], out["kl_se"] = out["kl_k3"], out["kl_k3_se"]
+        for name, value in self.extras.items():
+            out[name], out[f"{name}_se"] = value.mean, value.se
         return out
 
 
@@ -372,7 +404,7 @@ def evaluate_policy(
         seed=seed,
     )
     repeated = [prompts[i] for i in completions.prompt_index]
-    rewards = np.asarray(reward_fn(repeated, completions.texts, eos=completions.ended), dtype=float)
+    rewards, extras = score_with_extras(reward_fn, repeated, completions.texts, completions.ended)
     idx = completions.prompt_index
     lp = completion_logprobs(
         policy, completions, temperature=temperature, batch_size=batch_size, per_token=True
@@ -390,7 +422,9 @@ def evaluate_policy(
             kl_k3=kl["k3_per_sample"],
             length=completions.lengths,
             eos=completions.ended,
+            **extras,
         ),
+        extras={name: mean_se(v, idx) for name, v in extras.items()},
         reward=mean_se(rewards, idx),
         win_rate=win_rate(rewards, ref_rewards, idx, method=win_method),
         kl_k1=kl["k1"],
@@ -413,6 +447,7 @@ class SamplePool:
     ref_logprobs: np.ndarray  # (P, S) sequence log pi_ref at the sampling temperature
     ended: np.ndarray  # (P, S) EOS emitted
     lengths: np.ndarray  # (P, S) completion tokens
+    extras: dict[str, np.ndarray] = field(default_factory=dict)  # (P, S) each, e.g. p_pos
 
     def best_of(self, n: int) -> np.ndarray:
         """Index of the BoN choice among each prompt's first n samples (ties: the first)."""
@@ -430,19 +465,34 @@ def sample_pool(
     seed: int = 0,
     batch_size: int = 64,
     device: Any = None,
+    precision: str | None = None,
 ) -> SamplePool:
     """Draw ``size`` completions per prompt from the task's pi_ref with its sampling settings.
 
     Scores them with the task's reward (EOS penalty included) and takes their sequence
-    log pi_ref at the sampling temperature, which the exact KL of BoN needs.
+    log pi_ref at the sampling temperature, which the exact KL of BoN needs. ``precision``
+    (``vbon.precision``; None: the device's default, as the reference caches use) is the
+    numerical policy pi_ref is sampled at.
     """
 
     from vbon.models import cpu_threads
+    from vbon.precision import precision_context
 
     size = check_n(size, "size")
-    model, tokenizer = task.load_reference(device=device)
-    with cpu_threads(task.cpu_threads):
+    precision, dtype = _precision_and_dtype(precision, device)
+    model, tokenizer = task.load_reference(device=device, **dtype)
+    with cpu_threads(task.cpu_threads), precision_context(precision, model.device):
         return _score_pool(task, list(prompts), size, model, tokenizer, seed, batch_size)
+
+
+def _precision_and_dtype(precision: str | None, device: Any) -> tuple[str, dict[str, Any]]:
+    """The precision name and the load dtype it needs (fp32 weights for "fp32")."""
+    import torch
+
+    from vbon.precision import check_precision, default_precision
+
+    precision = check_precision(default_precision(device) if precision is None else precision)
+    return precision, ({"dtype": torch.float32} if precision == "fp32" else {})
 
 
 def _score_pool(
@@ -455,7 +505,9 @@ def _score_pool(
         model, tokenizer, list(prompts), size, **s.sample_kwargs(), batch_size=batch_size, seed=seed
     )
     repeated = [prompts[i] for i in completions.prompt_index]
-    rewards = task.reward_fn(repeated, completions.texts, eos=completions.ended)
+    rewards, extras = score_with_extras(
+        task.reward_fn, repeated, completions.texts, completions.ended
+    )
     lp = completion_logprobs(
         model, completions, temperature=s.temperature, batch_size=batch_size
     ).numpy()
@@ -467,6 +519,7 @@ def _score_pool(
         ref_logprobs=lp.astype(float).reshape(shape),
         ended=np.asarray(completions.ended).reshape(shape),
         lengths=completions.lengths.reshape(shape),
+        extras={name: v.reshape(shape) for name, v in extras.items()},
     )
 
 
@@ -507,6 +560,7 @@ def evaluate_bon_on_task(
         n_resamples=n_resamples,
         seed=seed,
         per_prompt=True,
+        extras=pool.extras,
     )
     rows = np.arange(len(pool.prompts))
     chosen = [(rows, pool.best_of(n)) for n in ns]
@@ -527,22 +581,27 @@ def evaluate_policy_on_task(
     win_method: Literal["all", "first"] = "all",
     batch_size: int = 64,
     progress: bool = True,
+    precision: str | None = None,
 ) -> PolicyEvaluation:
     """``evaluate_policy`` of a saved policy on the task's first ``prompts`` test prompts.
 
     Uses the task's sampling settings (pass a task built with another ``temperature`` to
     evaluate a policy away from its training temperature; the win rate is then against pi_ref
-    samples at that temperature and the KL is between the two tempered policies).
+    samples at that temperature and the KL is between the two tempered policies). The policy,
+    pi_ref and the test reference cache run at one ``precision`` (``vbon.precision``; None: the
+    device's default, the trainer's with ``mixed_precision="auto"``).
     """
     from vbon.models import cpu_threads, load_causal_lm
+    from vbon.precision import precision_context
     from vbon.reference import build_task_reference
 
+    precision, dtype = _precision_and_dtype(precision, None)
     ref = build_task_reference(
-        task, "test", m, seed=ref_seed, max_prompts=prompts, progress=progress
+        task, "test", m, seed=ref_seed, max_prompts=prompts, progress=progress, precision=precision
     )
-    policy, tokenizer = load_causal_lm(policy_path)
-    reference, _ = task.load_reference()
-    with cpu_threads(task.cpu_threads):
+    policy, tokenizer = load_causal_lm(policy_path, **dtype)
+    reference, _ = task.load_reference(**dtype)
+    with cpu_threads(task.cpu_threads), precision_context(precision, policy.device):
         return evaluate_policy(
             policy,
             reference,

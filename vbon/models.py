@@ -353,6 +353,18 @@ class RewardModel(ABC):
     ) -> np.ndarray:
         """Rewards of ``prompt + completion``, shape ``(len(prompts),)``, float64."""
 
+    def score_with_extras(
+        self,
+        prompts: Sequence[str],
+        completions: Sequence[str],
+        *,
+        eos: Sequence[bool] | np.ndarray | torch.Tensor | None = None,
+        completion_ids: Sequence[Sequence[int]] | torch.Tensor | None = None,
+    ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """The rewards and, for evaluation, other per-completion metrics from the same forward
+        pass (a classifier adds its class probability, e.g. ``p_pos``); none by default."""
+        return self(prompts, completions, eos=eos, completion_ids=completion_ids), {}
+
 
 def find_label(config: Any, label: str) -> int:
     """Index of class ``label`` in ``config.label2id`` (case-insensitive; POSITIVE also matches POS)."""
@@ -403,6 +415,9 @@ class ClassifierReward(RewardModel):
         self.label_index = label_index
         self.output = output
         self.include_prompt = include_prompt
+        # The name of the class probability score_with_extras reports (p(POS): "p_pos").
+        positive = label.upper() in ("POSITIVE", "POS")
+        self.prob_name = "p_pos" if positive else f"p_{label.lower()}"
         # Encoders with absolute positions read left-padded inputs at shifted positions.
         tokenizer.padding_side = "right"
 
@@ -416,11 +431,25 @@ class ClassifierReward(RewardModel):
         completion_ids: Sequence[Sequence[int]] | torch.Tensor | None = None,
     ) -> np.ndarray:
         """Score ``prompt + completion``; ``eos``/``completion_ids`` are accepted and unused."""
+        return self.score_with_extras(prompts, completions)[0]
+
+    @torch.no_grad()
+    def score_with_extras(
+        self,
+        prompts: Sequence[str],
+        completions: Sequence[str],
+        *,
+        eos: Sequence[bool] | np.ndarray | torch.Tensor | None = None,
+        completion_ids: Sequence[Sequence[int]] | torch.Tensor | None = None,
+    ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """The reward (logit or probability, as ``output``) and the class probability under
+        ``prob_name`` (p(POS) for IMDB's POSITIVE class), both from one forward pass."""
         self._check(prompts, completions)
         texts = [
             (p + c) if self.include_prompt else c for p, c in zip(prompts, completions, strict=True)
         ]
         out = np.empty(len(texts), dtype=np.float64)
+        prob = np.empty(len(texts), dtype=np.float64)
         for i in range(0, len(texts), self.batch_size):
             enc = self.tokenizer(
                 texts[i : i + self.batch_size],
@@ -432,10 +461,13 @@ class ClassifierReward(RewardModel):
             logits = self.model(
                 input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]
             ).logits.float()
-            if self.output == "prob":
-                logits = logits.softmax(-1)
-            out[i : i + len(enc["input_ids"])] = logits[:, self.label_index].cpu().numpy()
-        return settle(out)
+            probs = logits.softmax(-1)
+            rows = slice(i, i + len(enc["input_ids"]))
+            prob[rows] = probs[:, self.label_index].cpu().numpy()
+            out[rows] = (
+                (probs if self.output == "prob" else logits)[:, self.label_index].cpu().numpy()
+            )
+        return settle(out), {self.prob_name: settle(prob)}
 
 
 @contextmanager
@@ -459,6 +491,12 @@ class SequenceReward(RewardModel):
     ending in EOS). A completion that did not end with EOS gets ``eos_penalty`` instead of its
     score, when ``eos_penalty`` is not None. Sequences longer than the model's limit lose their
     beginning, never the completion.
+
+    ``eos_rule="authors"`` scores as the authors' TL;DR code: EOS is appended to *every*
+    completion (their decode adds it unconditionally), the sequence is cut on the right to
+    ``authors_max_tokens`` (their seq_length, 600), and ``eos_penalty`` replaces the score only
+    where that cut removed the EOS (a long prompt with a full-length completion); a completion
+    that ran out of tokens is otherwise scored as if it had ended.
     """
 
     def __init__(
@@ -467,6 +505,8 @@ class SequenceReward(RewardModel):
         tokenizer: PreTrainedTokenizerBase,
         *,
         eos_penalty: float | None = None,
+        eos_rule: Literal["penalty", "authors"] = "penalty",
+        authors_max_tokens: int = 600,
         batch_size: int = 32,
     ) -> None:
         super().__init__(model, tokenizer, batch_size=batch_size)
@@ -476,7 +516,17 @@ class SequenceReward(RewardModel):
             )
         if eos_penalty is not None and not np.isfinite(eos_penalty):
             raise ValueError(f"eos_penalty must be finite or None, got {eos_penalty}")
+        if eos_rule not in ("penalty", "authors"):
+            raise ValueError(f"eos_rule must be 'penalty' or 'authors', got {eos_rule!r}")
+        if isinstance(authors_max_tokens, bool) or not (
+            isinstance(authors_max_tokens, int) and authors_max_tokens >= 2
+        ):
+            raise ValueError(
+                f"authors_max_tokens must be an integer >= 2, got {authors_max_tokens!r}"
+            )
         self.eos_penalty = eos_penalty
+        self.eos_rule = eos_rule
+        self.authors_max_tokens = authors_max_tokens
 
     @torch.no_grad()
     def score_ids(self, seqs: Sequence[Sequence[int]]) -> np.ndarray:
@@ -516,6 +566,8 @@ class SequenceReward(RewardModel):
     ) -> np.ndarray:
         """Score ``prompt + completion (+ EOS)``; needs ``eos`` or ``completion_ids`` when penalising."""
         self._check(prompts, completions)
+        if self.eos_rule == "authors":
+            return self._authors_scores(prompts, completions)
         flags = eos_flags(
             len(prompts), self.tokenizer.eos_token_id, eos=eos, completion_ids=completion_ids
         )
@@ -535,6 +587,21 @@ class SequenceReward(RewardModel):
             scores = np.where(flags, scores, self.eos_penalty)
         return settle(scores)
 
+    def _authors_scores(self, prompts: Sequence[str], completions: Sequence[str]) -> np.ndarray:
+        """``eos_rule="authors"``: EOS after every completion, right cut, penalty where it was cut."""
+        eos_id = self.tokenizer.eos_token_id
+        if eos_id is None:
+            raise ValueError("eos_rule='authors' needs a tokenizer with an EOS token")
+        enc = self.tokenizer(
+            [p + c for p, c in zip(prompts, completions, strict=True)], add_special_tokens=False
+        )["input_ids"]
+        enc = [(ids + [eos_id])[: self.authors_max_tokens] for ids in enc]
+        scores = self.score_ids(enc)
+        if self.eos_penalty is not None:
+            kept = np.array([eos_id in ids for ids in enc], dtype=bool)
+            scores = np.where(kept, scores, self.eos_penalty)
+        return settle(scores)
+
 
 def load_reward_model(
     name_or_path: str | os.PathLike[str],
@@ -548,13 +615,15 @@ def load_reward_model(
     output: Literal["logit", "prob"] = "logit",
     include_prompt: bool = True,
     eos_penalty: float | None = None,
+    eos_rule: Literal["penalty", "authors"] = "penalty",
     revision: str | None = None,
     **kwargs: Any,
 ) -> RewardModel:
     """Load a reward model: a classifier (num_labels >= 2) or a scalar sequence RM (num_labels == 1).
 
     ``kind='auto'`` decides from ``config.num_labels``. Classifier options: ``label`` /
-    ``label_index``, ``output``, ``include_prompt``; sequence options: ``eos_penalty``.
+    ``label_index``, ``output``, ``include_prompt``; sequence options: ``eos_penalty``,
+    ``eos_rule`` ("authors": the authors' TL;DR scoring, see ``SequenceReward``).
     ``revision`` pins a hub id's commit. ``kwargs`` go to ``from_pretrained`` (e.g.
     ``quantization_config``).
     """
@@ -585,4 +654,6 @@ def load_reward_model(
             include_prompt=include_prompt,
             batch_size=batch_size,
         )
-    return SequenceReward(model, tok, eos_penalty=eos_penalty, batch_size=batch_size)
+    return SequenceReward(
+        model, tok, eos_penalty=eos_penalty, eos_rule=eos_rule, batch_size=batch_size
+    )

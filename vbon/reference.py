@@ -44,12 +44,19 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+import torch
 from tqdm.auto import tqdm
 
 from vbon._checks import check_int, check_text
 from vbon.cdf import RewardCDF
 from vbon.generation import SAMPLER, check_sampling, completion_logprobs, sample
 from vbon.models import REWARD_DIGITS
+from vbon.precision import (
+    check_model_precision,
+    check_precision,
+    default_precision,
+    precision_context,
+)
 
 __all__ = [
     "CacheIntegrityError",
@@ -107,6 +114,9 @@ class ReferenceSpec:
     # Hub commits of pi_ref, the reward model and the dataset ({} for local models): a changed
     # revision is another cache.
     revisions: dict = field(default_factory=dict)
+    # The numerical policy of the sampling (vbon.precision): the training rollouts must be drawn
+    # under the same one, so a cache sampled at another precision is another cache.
+    precision: str = "fp32"
 
     def __post_init__(self) -> None:
         check_int(self.m, "m", minimum=1)
@@ -115,16 +125,19 @@ class ReferenceSpec:
         for name in ("task", "split", "policy", "reward"):
             check_text(getattr(self, name), name)
         check_sampling(self.temperature, self.top_k, self.top_p, self.max_new_tokens)
+        check_precision(self.precision)
 
     def record(self) -> dict:
         """The spec as stored in the manifest and hashed into the key.
 
-        Fields added after format 1 (``revisions``) appear only when set, so that the caches
-        built before them keep their keys.
+        Fields added after format 1 (``revisions``, ``precision``) appear only when they differ
+        from their defaults (none, "fp32"), so that the caches built before them keep their keys.
         """
         out = json.loads(json.dumps(asdict(self), default=str))
         if not out["revisions"]:
             del out["revisions"]
+        if out["precision"] == "fp32":
+            del out["precision"]
         return out
 
     def key(self) -> str:
@@ -440,18 +453,21 @@ def _sample_shard(
     reward_fn: RewardFn,
     batch_size: int,
 ) -> pa.Table:
-    completions = sample(
-        model,
-        tokenizer,
-        prompts,
-        spec.m,
-        max_new_tokens=spec.max_new_tokens,
-        temperature=spec.temperature,
-        top_k=spec.top_k,
-        top_p=spec.top_p,
-        batch_size=batch_size,
-        seed=spec.seed * 1_000_003 + shard,
-    )
+    check_model_precision(model, spec.precision)
+    device = next(model.parameters()).device
+    with precision_context(spec.precision, device):
+        completions = sample(
+            model,
+            tokenizer,
+            prompts,
+            spec.m,
+            max_new_tokens=spec.max_new_tokens,
+            temperature=spec.temperature,
+            top_k=spec.top_k,
+            top_p=spec.top_p,
+            batch_size=batch_size,
+            seed=spec.seed * 1_000_003 + shard,
+        )
     repeated = [prompts[i] for i in completions.prompt_index]
     rewards = np.asarray(reward_fn(repeated, completions.texts, eos=completions.ended), dtype=float)
     if rewards.shape != (len(completions),):
@@ -473,9 +489,10 @@ def _sample_shard(
             completions.texts[i * spec.m : (i + 1) * spec.m] for i in range(len(prompts))
         ]
     if spec.with_logprobs:
-        lp = completion_logprobs(
-            model, completions, temperature=spec.temperature, batch_size=batch_size
-        )
+        with precision_context(spec.precision, device):
+            lp = completion_logprobs(
+                model, completions, temperature=spec.temperature, batch_size=batch_size
+            )
         columns["ref_logprobs"] = list(lp.double().numpy().reshape(len(prompts), spec.m))
     return pa.table(columns)
 
@@ -729,6 +746,7 @@ def build_task_reference(
     batch_size: int = 64,
     device: str | None = None,
     progress: bool = True,
+    precision: str | None = None,
     **options: Any,
 ) -> ReferenceCache:
     """Build or load the reference cache of a task's train or test prompts.
@@ -748,6 +766,10 @@ def build_task_reference(
         batch_size: sequences per decoding call.
         device: where the models run (default: the first GPU, else the CPU).
         progress: a tqdm bar while sampling.
+        precision: the numerical policy of the sampling (``vbon.precision``: "fp32",
+            "bf16-autocast", "fp16-autocast"), part of the key; None: a training run's default
+            on ``device`` (bf16-autocast on a bf16 GPU, fp32 on a CPU), so that the samples
+            behind F_hat match the rollouts. The trainer passes its run's own.
         options: more ``ReferenceSpec`` fields (``keep_texts``, ``with_logprobs``, ...).
     """
     from vbon import paths
@@ -758,10 +780,13 @@ def build_task_reference(
     seed = check_int(seed, "seed", minimum=0)
     max_prompts = check_int(max_prompts, "max_prompts", minimum=1, allow_none=True)
     batch_size = check_int(batch_size, "batch_size", minimum=1)
+    precision = check_precision(default_precision(device) if precision is None else precision)
     prompts = list(task.train_prompts if split == "train" else task.test_prompts)
     if max_prompts is not None:
         prompts = prompts[:max_prompts]
-    spec = _with_prompts(task_reference_spec(task, split, m, seed=seed, **options), prompts)
+    spec = _with_prompts(
+        task_reference_spec(task, split, m, seed=seed, precision=precision, **options), prompts
+    )
     root = (
         Path(root) if root is not None else paths.runs_dir(task.profile) / task.name / "reference"
     )
@@ -801,6 +826,9 @@ def build_task_reference(
             return build(model=None, tokenizer=None, reward_fn=None)
         except _NeedsSampling:
             pass
-        model, tokenizer = task.load_reference(device=device)
+        # fp32 sampling needs fp32 weights (a GPU loads the checkpoint's dtype by default);
+        # under autocast the stored dtype is the checkpoint's, as in the trainer's frozen trunk.
+        dtype = {"dtype": torch.float32} if precision == "fp32" else {}
+        model, tokenizer = task.load_reference(device=device, **dtype)
         reward_model = task.load_reward_model(device=device)
         return build(model=model, tokenizer=tokenizer, reward_fn=reward_model)

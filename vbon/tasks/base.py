@@ -16,6 +16,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import re
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -186,6 +187,20 @@ class Task:
         """
         return self.reward_model(prompts, completions, eos=eos, completion_ids=completion_ids)
 
+    def score_with_extras(
+        self,
+        prompts: Sequence[str],
+        completions: Sequence[str],
+        *,
+        completion_ids: Sequence[Sequence[int]] | torch.Tensor | None = None,
+        eos: Sequence[bool] | np.ndarray | torch.Tensor | None = None,
+    ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """``reward_fn``'s rewards and the evaluation extras of the same forward pass (IMDB:
+        ``{"p_pos": p(POS)}`` beside the logit reward); see ``RewardModel.score_with_extras``."""
+        return self.reward_model.score_with_extras(
+            prompts, completions, eos=eos, completion_ids=completion_ids
+        )
+
     def describe(self) -> dict[str, Any]:
         """Everything that identifies the task, for cache keys and run records (prompts hashed)."""
         digest = hashlib.sha256(
@@ -219,6 +234,25 @@ def check_profile(profile: str) -> str:
     if profile not in PROFILES:
         raise ValueError(f"profile: expected one of {PROFILES}, got {profile!r}")
     return profile
+
+
+def _check_prepared_revision(ds: Any, source: str, revision: str | None) -> None:
+    """Refuse a dataset that ``load_dataset`` served offline from another commit than the pin.
+
+    Offline, datasets ignores ``revision`` and serves the newest prepared copy in its cache,
+    whose folder is named by the commit it was prepared from: a pinned run would silently
+    read other data.
+    """
+    if revision is None or not is_offline_mode() or re.fullmatch(r"[0-9a-f]{40}", revision) is None:
+        return
+    files = [f["filename"] for split in ds.values() for f in split.cache_files]
+    if files and not any(revision in Path(f).parts for f in files):
+        raise OfflineDatasetError(
+            f"dataset_revision: the local datasets cache serves {source!r} from "
+            f"{Path(files[0]).parent}, not from the pinned commit {revision}; load it once "
+            f"online (datasets.load_dataset({source!r}, revision={revision!r})) or pass the "
+            "revision that is cached"
+        )
 
 
 def load_dataset_dict(
@@ -279,6 +313,7 @@ def load_dataset_dict(
                         f"no network) and it is not in the local datasets cache. {SMOKE_HINT}"
                     ) from e
                 raise ValueError(f"dataset: could not load {source!r}: {e}") from e
+            _check_prepared_revision(ds, source, revision)
     else:
         raise ValueError(
             f"dataset: must be a DatasetDict, a directory or a hub id, got {type(dataset).__name__}"

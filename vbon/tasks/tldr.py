@@ -8,6 +8,13 @@
 Generation: 50 new tokens, temperature 0.7, top_k 0, top_p 1. A completion that did not end with
 EOS gets ``eos_penalty`` (default -1, the authors' PPO value) instead of its RM score; over-long
 posts are cut at a word boundary so that the ``TL;DR:`` cue survives.
+
+The authors' variants, as overrides: ``eos_rule="authors"`` scores as their code (EOS appended
+to every completion, the input cut on the right to 600 tokens, ``eos_penalty`` only where that
+cut removed the EOS; see ``vbon.models.SequenceReward``), and ``prompt_style="authors"`` builds
+prompts as their ``get_prompt_dataset`` (the post cut to max_prompt_tokens - 5 = 545 tokens,
+stripped, ``"\nTL;DR:"`` appended, at most 550 tokens) with the test prompts taken in order
+from the valid split (their evaluation set is ``valid[0:16]``, so n_test defaults to 16).
 """
 
 from __future__ import annotations
@@ -82,8 +89,11 @@ OVERRIDES = (
     "top_k",
     "top_p",
     "eos_penalty",
+    "eos_rule",
+    "prompt_style",
     "cache",
 )
+AUTHORS_PROMPT_TOKENS = 550  # their seq_length 600 minus 50 new tokens
 
 
 def truncate_prompt(prompt: str, tokenizer: Any, max_tokens: int) -> str:
@@ -113,6 +123,16 @@ def truncate_prompt(prompt: str, tokenizer: Any, max_tokens: int) -> str:
             return head + suffix
 
 
+def authors_prompt(prompt: str, tokenizer: Any, max_tokens: int = AUTHORS_PROMPT_TOKENS) -> str:
+    """``prompt`` as the authors' ``get_prompt_dataset`` formats it: the text before ``TL;DR:``
+    cut to ``max_tokens - 5`` tokens, decoded and stripped, ``"\nTL;DR:"`` appended, the whole
+    cut to ``max_tokens`` tokens, decoded and stripped."""
+    head = tokenizer(prompt.split("TL;DR:")[0], add_special_tokens=False)["input_ids"]
+    text = tokenizer.decode(head[: max_tokens - 5], skip_special_tokens=True).strip() + CUE
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"][:max_tokens]
+    return tokenizer.decode(ids, skip_special_tokens=True).strip()
+
+
 def make_prompts(
     prompts: Sequence[str],
     tokenizer: Any,
@@ -121,11 +141,21 @@ def make_prompts(
     seed: int | Sequence[int],
     max_tokens: int,
     param: str = "n",
+    style: str = "vbon",
+    in_order: bool = False,
 ) -> list[str]:
     """``n`` distinct random prompts (all, shuffled, if None), each truncated to ``max_tokens``.
-    ``param`` names ``n`` in error messages."""
+    ``param`` names ``n`` in error messages. ``style="authors"`` formats them with
+    ``authors_prompt``; ``in_order`` takes the first ``n`` instead of a random draw."""
     check_int(max_tokens, "max_prompt_tokens", minimum=8)
-    idx = pick(n, len(prompts), np.random.default_rng(seed), param)
+    if in_order:
+        if n is not None and n > len(prompts):
+            raise ValueError(f"{param}: {n} exceeds the {len(prompts)} prompts available")
+        idx = np.arange(len(prompts) if n is None else n)
+    else:
+        idx = pick(n, len(prompts), np.random.default_rng(seed), param)
+    if style == "authors":
+        return [authors_prompt(prompts[int(i)], tokenizer, max_tokens) for i in idx]
     return [truncate_prompt(prompts[int(i)], tokenizer, max_tokens) for i in idx]
 
 
@@ -182,10 +212,23 @@ def make_task(profile: str = "smoke", **overrides: Any) -> Task:
         top_p=o.pop("top_p", 1.0),
         eos_penalty=o.pop("eos_penalty", -1.0),
     )
-    max_prompt = o.pop("max_prompt_tokens", 256 if profile in TOY_PROFILES else 512)
+    eos_rule = o.pop("eos_rule", "penalty")
+    if eos_rule not in ("penalty", "authors"):
+        raise ValueError(
+            f"eos_rule: must be 'penalty' (EOS penalty on completions without EOS) or 'authors' "
+            f"(EOS appended to every completion, as the authors' code), got {eos_rule!r}"
+        )
+    style = o.pop("prompt_style", "vbon")
+    if style not in ("vbon", "authors"):
+        raise ValueError(f"prompt_style: must be 'vbon' or 'authors', got {style!r}")
+    authors = style == "authors"
+    default_prompt = AUTHORS_PROMPT_TOKENS if authors else 256 if profile in TOY_PROFILES else 512
+    max_prompt = o.pop("max_prompt_tokens", default_prompt)
     check_int(max_prompt, "max_prompt_tokens", minimum=8)
     n_train = check_int(o.pop("n_train", None), "n_train", minimum=1, allow_none=True)
-    n_test = check_int(o.pop("n_test", 512), "n_test", minimum=1, allow_none=True)
+    n_test = check_int(
+        o.pop("n_test", 16 if authors else 512), "n_test", minimum=1, allow_none=True
+    )
     pins = resolve_revisions(profile, _sources(profile, overrides), overrides, HUB_REVISIONS)
     for role in ("policy", "reference", "reward", "dataset"):
         o.pop(f"{role}_revision", None)
@@ -211,10 +254,23 @@ def make_task(profile: str = "smoke", **overrides: Any) -> Task:
     )
     tok = load_tokenizer(policy_id, revision=pins.get("policy"))
     train = make_prompts(
-        ds["train"]["prompt"], tok, n_train, seed=(seed, 0), max_tokens=max_prompt, param="n_train"
+        ds["train"]["prompt"],
+        tok,
+        n_train,
+        seed=(seed, 0),
+        max_tokens=max_prompt,
+        param="n_train",
+        style=style,
     )
     test = make_prompts(
-        ds["test"]["prompt"], tok, n_test, seed=(seed, 1), max_tokens=max_prompt, param="n_test"
+        ds["valid" if authors else "test"]["prompt"],
+        tok,
+        n_test,
+        seed=(seed, 1),
+        max_tokens=max_prompt,
+        param="n_test",
+        style=style,
+        in_order=authors,
     )
     return Task(
         name=NAME,
@@ -226,7 +282,11 @@ def make_task(profile: str = "smoke", **overrides: Any) -> Task:
         train_prompts=train,
         test_prompts=test,
         sampling=sampling,
-        reward_kwargs={"kind": "sequence"},
+        # eos_rule only when set, so that the default's cache keys stay what they were.
+        reward_kwargs={
+            "kind": "sequence",
+            **({"eos_rule": eos_rule} if eos_rule != "penalty" else {}),
+        },
         seed=seed,
         revisions=pins,
     )

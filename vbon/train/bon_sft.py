@@ -20,13 +20,28 @@ __all__ = ["bon_sft_step", "sft_batch"]
 
 
 def sft_batch(
-    tokenizer: object, prompts: list[str], targets: list[str], ended: list[bool]
+    tokenizer: object,
+    prompts: list[str],
+    targets: list[str],
+    ended: list[bool],
+    *,
+    whole_text: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(prompt_ids, prompt_mask) left-padded and (token_ids, mask) right-padded."""
+    """(prompt_ids, prompt_mask) left-padded and (token_ids, mask) right-padded.
+
+    ``whole_text`` (the authors' recipe): the loss covers prompt + completion, without EOS:
+    the "prompt" is the text's first token and every later token is a target.
+    """
     pad = tokenizer.pad_token_id
     eos = tokenizer.eos_token_id
     p_ids = tokenizer(prompts, add_special_tokens=False)["input_ids"]
     t_ids = tokenizer(targets, add_special_tokens=False)["input_ids"]
+    if whole_text:
+        whole = [p + t for p, t in zip(p_ids, t_ids, strict=True)]
+        if any(len(ids) < 2 for ids in whole):
+            raise ValueError("sft_recipe: a prompt + target shorter than two tokens has no loss")
+        p_ids, t_ids = [ids[:1] for ids in whole], [ids[1:] for ids in whole]
+        ended = [False] * len(whole)
     t_ids = [
         ids + [eos] if end and eos is not None else ids
         for ids, end in zip(t_ids, ended, strict=True)
@@ -67,16 +82,24 @@ def bon_sft_step(ctx: Context, step: int, timer: Timer) -> Stats:
         chosen.append(examples[perm[pos % len(examples)]])
     share = cfg.batch_prompts // world
     chosen = chosen[ctx.rank * share : (ctx.rank + 1) * share]
+    authors = cfg.sft_recipe == "authors"
     batch = sft_batch(
         s.tokenizer,
         [s.train_prompts[e.prompt_index] for e in chosen],
         [e.text for e in chosen],
         [e.ended for e in chosen],
+        whole_text=authors,
     )
     batch = tuple(t.to(ctx.device) for t in batch)
     rows = len(chosen)
-    micro = min(cfg.micro_batch_size or rows, rows)
+    # micro_batch_size counts rows over all processes, and the loss is the token mean over the
+    # whole batch: DDP averages the processes' gradients, so each divides by tokens / world.
+    micro = min(ctx.local.micro_batch or rows, rows)
     n_tokens = batch[3].sum().clamp(min=1).float()
+    if world > 1:
+        n_tokens = ctx.global_sum(batch[3].sum().float()).clamp(min=1) / world
+    if authors:
+        ctx.module.train()  # the authors' SFT keeps dropout on; evaluation samples in eval mode
     for start in range(0, rows, micro):
         sl = slice(start, start + micro)
         last = start + micro >= rows
@@ -88,6 +111,7 @@ def bon_sft_step(ctx: Context, step: int, timer: Timer) -> Stats:
             ctx.accelerator.backward(loss)
         stats.add("nll", -logp.detach().sum(), count=float(batch[3][sl].sum()))
         stats.add("target_reward", np.array([e.reward for e in chosen[sl]]))
+    ctx.module.eval()
     with timer("backward"):
         stats.add("grad_norm", ctx.clip_and_step(), count=1)
     return stats

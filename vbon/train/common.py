@@ -14,11 +14,12 @@ import torch
 
 from vbon.generation import Completions, sample
 from vbon.objectives import vbon_reward
+from vbon.precision import precision_context
 from vbon.train.config import TrainConfig
 from vbon.train.modeling import TrunkCache
 from vbon.train.setup import TrainSetup
 
-__all__ = ["Context", "Rollout", "Stats", "Timer", "step_seed"]
+__all__ = ["Context", "ProcessBatches", "Rollout", "Stats", "Timer", "process_batches", "step_seed"]
 
 TIME_PARTS = ("generate", "reward", "logprobs", "backward")
 
@@ -26,6 +27,65 @@ TIME_PARTS = ("generate", "reward", "logprobs", "backward")
 def step_seed(seed: int, step: int, rank: int, stream: int = 0) -> int:
     """A seed for (run seed, step, process, stream): resumed runs draw exactly the same samples."""
     return int(np.random.SeedSequence([seed, step, rank, stream]).generate_state(1)[0] & 0x7FFFFFFF)
+
+
+@dataclass(frozen=True)
+class ProcessBatches:
+    """One process's share of a run's batches; the config's sizes are over all processes.
+
+    ``prompts``: prompts (bon_sft: examples) per step; ``rows``: rollout rows per phase;
+    ``mini_batch``: ppo rows per optimiser step (None otherwise); ``micro_batch``: rows per
+    forward/backward (None: the whole (mini-)batch at once).
+    """
+
+    world: int
+    prompts: int
+    rows: int
+    mini_batch: int | None
+    micro_batch: int | None
+
+
+def _share(name: str, value: int, world: int, what: str) -> int:
+    if value % world:
+        raise ValueError(
+            f"{name}: {value} {what} must divide evenly among the {world} processes (each takes "
+            f"{name} / {world}); use a multiple of {world}"
+        )
+    return value // world
+
+
+def process_batches(config: TrainConfig, world: int) -> ProcessBatches:
+    """Split the config's global batch sizes among ``world`` processes.
+
+    A run on P processes takes the optimiser steps of a one-process run: each step sees
+    ``mini_batch_size`` rows in all (``mini_batch_size / P`` per process), so the phase has
+    ``ppo_epochs * rows_per_phase / mini_batch_size`` steps whatever P, and the learning-rate
+    schedule, sized for that count, holds. Raises ValueError naming the size that does not
+    divide.
+    """
+    ppo = config.is_rl and config.algorithm == "ppo"
+    rloo = config.is_rl and config.algorithm == "rloo"
+    prompts = _share("batch_prompts", config.batch_prompts, world, "prompts per step")
+    rows = prompts * (config.k if config.is_rl else 1)
+    mini = (
+        _share("mini_batch_size", config.mini_batch_size, world, "rows per optimiser step")
+        if ppo
+        else None
+    )
+    micro = None
+    if config.micro_batch_size is not None:
+        micro = _share(
+            "micro_batch_size", config.micro_batch_size, world, "rows per forward/backward"
+        )
+        if rloo and micro % config.k:
+            raise ValueError(
+                f"micro_batch_size: {config.micro_batch_size} rows over {world} processes give "
+                f"{micro} per process, not whole groups of k = {config.k}; use a multiple of "
+                f"k * {world} = {config.k * world}"
+            )
+    return ProcessBatches(
+        world=world, prompts=prompts, rows=rows, mini_batch=mini, micro_batch=micro
+    )
 
 
 class Timer:
@@ -151,6 +211,8 @@ class Context:
     optimizer: Any
     scheduler: Any
     prompt_logprob_cache: dict[int, float]
+    precision: str = "fp32"  # vbon.precision: the numerical policy of every forward pass
+    batches: ProcessBatches | None = None  # this process's batch sizes (process_batches)
 
     @property
     def device(self) -> torch.device:
@@ -161,7 +223,23 @@ class Context:
         return self.accelerator.process_index
 
     def autocast(self) -> Any:
-        return self.accelerator.autocast() if self.device.type != "cpu" else nullcontext()
+        """The run's numerical policy (``vbon.precision``), on a CPU as on a GPU: the
+        reference samples behind F_hat are drawn under the same one."""
+        return precision_context(self.precision, self.device)
+
+    @property
+    def local(self) -> ProcessBatches:
+        """This process's batch sizes."""
+        if self.batches is None:
+            self.batches = process_batches(self.config, self.accelerator.num_processes)
+        return self.batches
+
+    def global_sum(self, value: torch.Tensor) -> torch.Tensor:
+        """``value`` summed over all processes (itself on one)."""
+        if self.accelerator.num_processes == 1:
+            return value
+        flat = value.detach().reshape(-1).clone()  # gloo and NCCL alike reduce 1-d tensors
+        return self.accelerator.reduce(flat, reduction="sum").reshape(value.shape)
 
     # -- prompts --------------------------------------------------------------------------------
     def step_prompts(self, step: int, count: int) -> np.ndarray:
@@ -269,7 +347,8 @@ class Context:
             key = int(p)
             if key not in self.prompt_logprob_cache:
                 real = ids[att.bool()][None]
-                logits = self.reference(input_ids=real, use_cache=False).logits.float()
+                with self.autocast():
+                    logits = self.reference(input_ids=real, use_cache=False).logits.float()
                 logp = torch.log_softmax(logits[:, :-1] / self.setup.sampling.temperature, -1)
                 value = logp.gather(-1, real[:, 1:, None]).sum()
                 self.prompt_logprob_cache[key] = float(value)
@@ -281,7 +360,9 @@ class Context:
         norm = 0.0
         if self.config.max_grad_norm is not None:
             params = [p for p in self.module.parameters() if p.requires_grad]
-            total = self.accelerator.clip_grad_norm_(params, self.config.max_grad_norm)
+            # max_grad_norm 0: no clipping (an infinite bound scales by 1), the norm still logged.
+            bound = self.config.max_grad_norm or float("inf")
+            total = self.accelerator.clip_grad_norm_(params, bound)
             norm = float(total) if total is not None else 0.0
         self.optimizer.step()
         self.scheduler.step()

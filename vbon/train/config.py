@@ -35,6 +35,19 @@ Algorithm = Literal["rloo", "ppo"]
 METHODS = ("vbon", "vbon_exact", "kl_rl", "bon_sft")
 ALGORITHMS = ("rloo", "ppo")
 
+# AdamW and value-loss settings of trlx's sentiment config (the authors' IMDB runs).
+_OPTIMISER: dict[str, Any] = {
+    "vf_coef": 1.0,
+    "adam_betas": (0.9, 0.95),
+    "adam_eps": 1e-8,
+    "weight_decay": 1e-6,
+}
+# ``steps`` marker: as many rollout phases as make one pass over the train prompts.
+ONE_PASS = "one_pass"
+# Rows of the CarperAI/openai_summarize_tldr train split: what a TL;DR run asking for every
+# train prompt (max_train_prompts=0) passes over.
+TLDR_TRAIN_ROWS = 116_722
+
 # Defaults for the fields left at None: per profile, then per task, each with a shared part
 # ("base") and one part per kind of run ("rloo", "ppo", "bon_sft"). The paper rows are the paper
 # section 4 (the authors' trlx PPO); the smoke rows run in about a minute on two CPU cores, with
@@ -55,6 +68,8 @@ PROFILE_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
             # One thread: the toy models are too small for intra-op parallelism to pay, and on
             # a loaded machine spinning OpenMP threads get preempted (10x slower steps).
             "cpu_threads": 1,
+            **_OPTIMISER,
+            "max_grad_norm": 1.0,
         },
         # Small lr, many steps, k = 8: RL's KL grows with the noise of each step, so this reaches
         # a higher win rate at a given KL than larger or noisier steps (measured on
@@ -87,6 +102,8 @@ PROFILE_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
             "eval_m": 100,
             "eval_every": 20,
             "save_every": 10,
+            **_OPTIMISER,
+            "max_grad_norm": 0.0,  # the authors' trlx runs do not clip gradients
         },
         # 100 phases x 128 rollouts = 12,800 samples; PPO: 4 epochs x 4 minibatches of 32 per
         # phase = 1,600 optimiser steps.
@@ -105,9 +122,25 @@ PROFILE_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
 # The converged profile runs the same toy worlds as smoke; its longer budgets live in the
 # experiment specs (vbon.experiment), which set steps and lr explicitly.
 PROFILE_DEFAULTS["converged"] = PROFILE_DEFAULTS["smoke"]
-# Task-specific parts (the authors' TL;DR PPO: lr 3e-6, top 8 blocks; the enumerable world).
+# Task-specific parts: the authors' TL;DR PPO (trlx_pythia_summarization.py: lr 3e-6, top 8
+# blocks, AdamW betas (0.9, 0.999) eps 1e-5 weight decay 0.01, vf_coef 0.2, batches of 4 rows
+# with DeepSpeed gradient accumulation 4 = 16 rows per optimiser step, so 128 rollouts x 4
+# epochs = 32 updates per phase, and len(prompts) / 128 phases = one pass over the train
+# prompts), on the 4096 train prompts of the paper params (max_train_prompts=0 takes all
+# ~117k); and the enumerable world.
 TASK_DEFAULTS: dict[tuple[str, str], dict[str, dict[str, Any]]] = {
-    ("paper", "tldr"): {"base": {"lr": 3e-6, "num_layers_unfrozen": 8}},
+    ("paper", "tldr"): {
+        "base": {
+            "lr": 3e-6,
+            "num_layers_unfrozen": 8,
+            "vf_coef": 0.2,
+            "adam_betas": (0.9, 0.999),
+            "adam_eps": 1e-5,
+            "weight_decay": 0.01,
+            "max_train_prompts": 4096,
+        },
+        "ppo": {"steps": ONE_PASS, "mini_batch_size": 16, "micro_batch_size": 4},
+    },
     ("smoke", "enumerable"): {
         "base": {
             "warmup_steps": 0,
@@ -125,6 +158,7 @@ TASK_DEFAULTS: dict[tuple[str, str], dict[str, dict[str, Any]]] = {
 
 
 TASK_DEFAULTS[("converged", "enumerable")] = TASK_DEFAULTS[("smoke", "enumerable")]
+TASK_DEFAULTS[("paper", "enumerable")] = TASK_DEFAULTS[("smoke", "enumerable")]
 
 
 def defaults_for(profile: str, task: str, kind: str) -> dict[str, Any]:
@@ -138,6 +172,19 @@ def defaults_for(profile: str, task: str, kind: str) -> dict[str, Any]:
         **extra.get(kind, {}),
     }
 
+
+# The authors' BoN-SFT (examples/sft_sentiments.py), for sft_recipe="authors": lr 5e-6, batch 8,
+# one epoch over the 5000 IMDB train prompts (625 steps), every layer trainable.
+SFT_AUTHORS: dict[str, Any] = {
+    "lr": 5e-6,
+    "batch_prompts": 8,
+    "steps": 625,
+    "num_layers_unfrozen": -1,
+}
+
+# Fields added after runs were cached: left out of the identity hash while at these values, so
+# that a run's name (and its cached results) stays what it was before the field existed.
+_IDENTITY_DEFAULTS: dict[str, Any] = {"adam_eps": 1e-8, "trainable": "blocks", "sft_recipe": "vbon"}
 
 # Fields that do not change what a run computes: they are left out of the run's identity hash.
 _NOT_IDENTITY = frozenset(
@@ -210,9 +257,10 @@ class TrainConfig:
     """Clip the score R to [-score_clip, score_clip] before the KL term (trlx's
     cliprange_reward = 10); None disables it."""
     eos_score: float | None = None
-    """If set, completions that did not emit EOS get this score instead of R (the authors'
-    TL;DR runs used -20 for vBoN's log F and -1 for KL-RL). The task's own ``eos_penalty`` acts
-    earlier, on the reward r."""
+    """If set, completions that did not emit EOS get this score instead of R (after log F_hat,
+    a vbon option; not the authors' rule). The authors' "-20 for vBoN, -1 for PPO" is a reward
+    model score, set before F_hat: the task's ``eos_penalty`` (with the TL;DR task's
+    ``eos_rule="authors"`` for their EOS handling)."""
 
     # --- reference samples (F_hat) -------------------------------------------------------------
     m: int | None = None
@@ -222,10 +270,18 @@ class TrainConfig:
     ref_seed: int = 0
     """Seed of the reference cache (part of its key)."""
     max_train_prompts: int | None = None
-    """Train on the first P train prompts only (the reference cache is built for those)."""
+    """Train on the first P train prompts only (the reference cache is built for those); 0:
+    every train prompt of the task. None: the profile's (smoke 256; paper: all 5000 IMDB
+    prompts, 4096 of TL;DR's ~117k, so that no default samples the whole TL;DR split)."""
     sft_groups: int = 1
     """bon_sft: BoN targets per prompt, from disjoint groups of n reference samples (draw
     order; needs m >= n * sft_groups). The paper used one per prompt."""
+    sft_recipe: Literal["vbon", "authors"] = "vbon"
+    """bon_sft's recipe: "vbon" (the profile's lr, batch and steps, the profile's trainable
+    blocks, dropout off, loss on the completion + its EOS) or "authors" (their
+    examples/sft_sentiments.py: lr 5e-6, batch 8, 625 steps = one epoch over 5000 prompts,
+    all layers trainable, dropout on, loss on prompt + completion without EOS). Fields given
+    explicitly win over the recipe's."""
 
     # --- sampling (None: the task's settings, which the reference cache also uses) ---------------
     max_new_tokens: int | None = None
@@ -236,40 +292,55 @@ class TrainConfig:
     # --- budget and batches --------------------------------------------------------------------
     steps: int | None = None
     """Iterations: rollout phases for rloo/ppo (one optimiser step each for rloo, ppo_epochs x
-    rows / mini_batch_size for ppo), optimiser steps for bon_sft."""
+    rows / mini_batch_size for ppo), optimiser steps for bon_sft. None: the profile's (paper
+    TL;DR PPO: one pass over the train prompts, ceil(prompts / batch_prompts) phases)."""
     batch_prompts: int | None = None
     """Prompts per rollout phase (bon_sft: examples per optimiser step), over all processes."""
     k: int | None = None
     """Samples per prompt in a rollout: >= 2 for rloo (the leave-one-out baseline), 1 for ppo by
     default. Rows per phase = batch_prompts * k."""
     mini_batch_size: int | None = None
-    """ppo: rows per optimiser step (paper: 32). Unused by rloo (one step per phase)."""
+    """ppo: rows per optimiser step over all processes (paper: 32; each of P processes takes
+    mini_batch_size / P). Unused by rloo (one step per phase)."""
     micro_batch_size: int | None = None
-    """Rows per forward/backward; gradients are accumulated over micro-batches (gradient
-    accumulation). None: the whole (mini-)batch at once. rloo: a multiple of k, so each
-    micro-batch holds whole prompt groups."""
+    """Rows per forward/backward over all processes (each of P takes micro_batch_size / P);
+    gradients are accumulated over micro-batches (gradient accumulation). None: the whole
+    (mini-)batch at once. rloo: a multiple of k (per process), so each micro-batch holds
+    whole prompt groups."""
     ppo_epochs: int | None = None
     """PPO passes over each rollout buffer (paper: 4)."""
 
     # --- optimisation --------------------------------------------------------------------------
     lr: float | None = None
     """AdamW learning rate (paper: 3e-5 IMDB, 3e-6 TL;DR)."""
-    adam_betas: tuple[float, float] = (0.9, 0.95)
-    """AdamW betas (trlx's configs use (0.9, 0.95))."""
-    weight_decay: float = 1e-6
-    """AdamW weight decay (trlx: 1e-6)."""
+    adam_betas: tuple[float, float] | None = None
+    """AdamW betas. None: the profile's ((0.9, 0.95) as trlx's sentiment config; paper TL;DR
+    (0.9, 0.999) as the authors')."""
+    adam_eps: float | None = None
+    """AdamW epsilon. None: the profile's (1e-8, torch's and trlx's sentiment config; paper
+    TL;DR 1e-5 as the authors')."""
+    weight_decay: float | None = None
+    """AdamW weight decay. None: the profile's (1e-6 as trlx's sentiment config; paper TL;DR
+    0.01 as the authors')."""
     lr_schedule: Literal["constant", "linear", "cosine"] = "constant"
     """Learning-rate schedule after warm-up (trlx's sentiment config is effectively constant)."""
     warmup_steps: int | None = None
     """Linear warm-up optimiser steps (a first Adam step at full lr spends KL on noise)."""
-    max_grad_norm: float | None = 1.0
-    """Gradient clipping by global norm; None disables it."""
+    max_grad_norm: float | None = None
+    """Gradient clipping by global norm; 0 disables it. None: the profile's (smoke 1.0; paper
+    0, no clipping, as the authors' trlx runs)."""
     num_layers_unfrozen: int | None = None
     """Train only the top k transformer blocks (+ final norm, + an untied LM head); -1 trains
     all. The frozen bottom is shared with pi_ref (same tensors) and computed once per batch."""
     share_reference: bool = True
     """Share the frozen bottom of the policy with pi_ref and reuse its activations. Off: pi_ref
     is a separate frozen copy."""
+    trainable: Literal["blocks", "authors"] = "blocks"
+    """What trains besides the top blocks: "blocks" (the final norm and an untied head; every
+    embedding frozen, so pi_ref is exactly the initial policy) or "authors" (trlx's freezing:
+    only the bottom blocks and the token embedding freeze, so GPT-2's position embedding trains
+    too, and the KL reference of training shares the policy's current trunk, embeddings
+    included, so pi_ref drifts with them; evaluation's KL still uses the initial policy)."""
 
     # --- PPO (the authors' trlx settings) -------------------------------------------------------
     gamma: float = 1.0
@@ -280,10 +351,12 @@ class TrainConfig:
     """PPO policy ratio clip."""
     cliprange_value: float = 0.2
     """PPO value clip (around the rollout's values)."""
-    vf_coef: float = 1.0
-    """Weight of the value loss."""
-    whiten_advantages: bool = True
-    """Normalise advantages per minibatch (masked mean/std), as trlx does."""
+    vf_coef: float | None = None
+    """Weight of the value loss. None: the profile's (1.0; paper TL;DR 0.2 as the authors')."""
+    whiten_advantages: bool | Literal["authors"] = True
+    """Normalise advantages: True per minibatch over its completion tokens (masked mean and
+    std); "authors" as trlx, per forward batch (micro-batch) over all its positions up to its
+    longest completion, padding included, with the unbiased variance; False: not at all."""
 
     # --- evaluation, logging, checkpoints --------------------------------------------------------
     evaluate: bool = True
@@ -324,7 +397,9 @@ class TrainConfig:
     output_dir: str | None = None
     """Parent of the run directory; None: runs/<profile>/<task>/train."""
     mixed_precision: Literal["auto", "no", "bf16", "fp16"] = "auto"
-    """"auto": bf16 on a GPU that supports it, else full precision."""
+    """"auto": bf16 on a GPU that supports it, else full precision. Trainable weights are fp32
+    whatever the checkpoint's dtype (frozen ones may stay half under bf16/fp16 autocast); the
+    reference samples behind F_hat are drawn at the same precision (vbon.precision)."""
     progress: bool = True
     """Show a tqdm progress bar with live reward and KL."""
     cpu_threads: int | None = None
@@ -334,6 +409,11 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if isinstance(self.adam_betas, list):
             self.adam_betas = tuple(self.adam_betas)
+        if isinstance(self.whiten_advantages, str) and self.whiten_advantages.lower() in (
+            "true",
+            "false",
+        ):  # the CLI's --whiten-advantages true/false/authors
+            self.whiten_advantages = self.whiten_advantages.lower() == "true"
         if isinstance(self.task_overrides, dict) or self.task_overrides is None:
             self.task_overrides = dict(self.task_overrides or {})
         # Any name goes with a hand-made TrainSetup (the benchmarks); build_setup checks it.
@@ -376,14 +456,28 @@ class TrainConfig:
         table = defaults_for(self.profile, self.task, kind)
         if self.method == "bon_sft":
             self.k = 1  # one target per prompt
+            if self.sft_recipe == "authors":
+                table = {**table, **SFT_AUTHORS}
         names = {f.name for f in dataclasses.fields(self)}
         for name, value in table.items():
             if name in names and getattr(self, name) is None:
                 setattr(self, name, value)
+        if self.steps == ONE_PASS:
+            self.steps = -(-self._train_prompt_count() // self.batch_prompts)
         if self.method == "bon_sft" or self.algorithm == "rloo":
             # Unused fields are pinned so that they do not change the run's identity.
             self.mini_batch_size = None
             self.ppo_epochs = None
+
+    def _train_prompt_count(self) -> int:
+        """Train prompts a run passes over: max_train_prompts, capped by the task's n_train."""
+        counts = [TLDR_TRAIN_ROWS if self.task == "tldr" else 5000]
+        n_train = self.task_overrides.get("n_train")
+        if isinstance(n_train, int) and not isinstance(n_train, bool) and n_train > 0:
+            counts.append(n_train)
+        if isinstance(self.max_train_prompts, int) and self.max_train_prompts > 0:
+            counts.append(self.max_train_prompts)
+        return min(counts)
 
     def _check_objective(self) -> None:
         # Imported here: the CLI builds its parser from this module and should not load torch.
@@ -465,14 +559,22 @@ class TrainConfig:
             check_real(b, "adam_betas", minimum=0.0, strict=False)
         if not all(0 <= b < 1 for b in self.adam_betas):
             raise ValueError(f"adam_betas: each must lie in [0, 1), got {self.adam_betas!r}")
+        _positive_float("adam_eps", self.adam_eps)
         _positive_float("weight_decay", self.weight_decay, allow_zero=True)
         if self.lr_schedule not in ("constant", "linear", "cosine"):
             raise ValueError(
                 f"lr_schedule: expected constant/linear/cosine, got {self.lr_schedule!r}"
             )
         _positive_int("warmup_steps", self.warmup_steps, 0)
-        if self.max_grad_norm is not None:
-            _positive_float("max_grad_norm", self.max_grad_norm)
+        _positive_float("max_grad_norm", self.max_grad_norm, allow_zero=True)
+        if self.trainable not in ("blocks", "authors"):
+            raise ValueError(f"trainable: expected 'blocks' or 'authors', got {self.trainable!r}")
+        if self.sft_recipe not in ("vbon", "authors"):
+            raise ValueError(f"sft_recipe: expected 'vbon' or 'authors', got {self.sft_recipe!r}")
+        if self.whiten_advantages not in (True, False, "authors"):
+            raise ValueError(
+                f"whiten_advantages: expected True, False or 'authors', got {self.whiten_advantages!r}"
+            )
         if (
             isinstance(self.num_layers_unfrozen, bool)
             or not isinstance(self.num_layers_unfrozen, int)
@@ -498,8 +600,8 @@ class TrainConfig:
                 f"m: bon_sft takes sft_groups = {self.sft_groups} group(s) of n = {self.n} "
                 f"reference samples per prompt, more than m = {self.m}; raise m"
             )
-        if self.max_train_prompts is not None:
-            _positive_int("max_train_prompts", self.max_train_prompts)
+        if self.max_train_prompts is not None:  # None after the defaults: every prompt, as 0
+            _positive_int("max_train_prompts", self.max_train_prompts, 0)
         if self.max_new_tokens is not None:
             _positive_int("max_new_tokens", self.max_new_tokens)
         if self.temperature is not None:
@@ -547,7 +649,12 @@ class TrainConfig:
 
     def identity(self) -> dict[str, Any]:
         """The fields that determine what the run computes (hashed into the run name)."""
-        return {k: v for k, v in self.to_dict().items() if k not in _NOT_IDENTITY}
+        return {
+            k: v
+            for k, v in self.to_dict().items()
+            if k not in _NOT_IDENTITY
+            and not (k in _IDENTITY_DEFAULTS and v == _IDENTITY_DEFAULTS[k])
+        }
 
     def fingerprint(self) -> str:
         blob = json.dumps(self.identity(), sort_keys=True, default=str)

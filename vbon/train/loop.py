@@ -1,7 +1,9 @@
 """The training loop shared by every method: ``train(config) -> TrainResult``.
 
 rollout -> reward -> update -> periodic evaluation on test prompts -> one JSONL row per step, on
-accelerate (one CPU, one GPU in bf16, or ``accelerate launch`` with several processes).
+accelerate (one CPU, one GPU in bf16, or ``accelerate launch`` with several processes). Trainable
+weights are fp32 master weights whatever the checkpoint's dtype; every forward pass runs under
+the run's precision (``vbon.precision``), the one its reference samples were drawn at.
 
 Run directory (``config.run_dir()``)::
 
@@ -47,7 +49,13 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from vbon.train.common import TIME_PARTS, Context, Timer
+from vbon.precision import (
+    precision_context,
+    resolve_mixed_precision,
+    sampling_precision,
+    upcast_trainable,
+)
+from vbon.train.common import TIME_PARTS, Context, Timer, process_batches
 from vbon.train.config import TrainConfig
 from vbon.train.modeling import (
     PolicyWithValue,
@@ -56,6 +64,7 @@ from vbon.train.modeling import (
     freeze_bottom,
     separable_head,
     shared_reference,
+    trunk_trains,
 )
 from vbon.train.setup import TrainSetup, build_setup
 
@@ -230,11 +239,27 @@ def _set_rng_state(state: dict[str, Any]) -> None:
 
 # -- the run -----------------------------------------------------------------------------------
 def _mixed_precision(config: TrainConfig) -> str:
-    if config.mixed_precision != "auto":
-        return config.mixed_precision
-    if torch.cuda.is_available() and torch.cuda.is_bf16_supported():
-        return "bf16"
-    return "no"
+    return resolve_mixed_precision(
+        config.mixed_precision, "cuda" if torch.cuda.is_available() else "cpu"
+    )
+
+
+def _accelerator(config: TrainConfig) -> Any:
+    """The run's Accelerator. accelerate keeps one state per process and refuses a second
+    mixed precision; one process may train runs of several precisions in turn (a notebook, a
+    test), so outside a launch a state of another precision is dropped first."""
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
+
+    mixed = _mixed_precision(config)
+    state = AcceleratorState._shared_state
+    if (
+        int(os.environ.get("WORLD_SIZE", "1")) <= 1
+        and state
+        and state.get("_mixed_precision") not in (None, mixed)
+    ):
+        AcceleratorState._reset_state()
+    return Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=mixed)
 
 
 def _finished(run_dir: Path, config: TrainConfig) -> bool:
@@ -304,41 +329,66 @@ class _Run:
     """One call of ``train``: builds the context, then steps, logs, evaluates, checkpoints."""
 
     def __init__(self, config: TrainConfig, setup: TrainSetup | None) -> None:
-        from accelerate import Accelerator
         from accelerate.utils import DistributedType, set_seed
 
         self.config = config
         self.run_dir = config.run_dir()
-        self.accelerator = Accelerator(
-            cpu=not torch.cuda.is_available(), mixed_precision=_mixed_precision(config)
-        )
+        self.accelerator = _accelerator(config)
         acc = self.accelerator
         self.main = acc.is_main_process
         set_seed(config.seed)  # same init on every process (value head); steps reseed per rank
-        self.setup = setup if setup is not None else build_setup(config, device=acc.device)
+        # Per-process batch sizes, checked before any model loads.
+        self.batches = process_batches(config, acc.num_processes)
+        # One numerical policy for rollouts, evaluation, updates and the reference samples.
+        self.precision = sampling_precision(config.mixed_precision, acc.device)
+        self.setup = (
+            setup
+            if setup is not None
+            else build_setup(config, device=acc.device, precision=self.precision)
+        )
         s = self.setup
         policy = s.policy.to(acc.device).eval()  # eval: dropout off, in policy and reference
-        n_frozen = freeze_bottom(policy, config.num_layers_unfrozen)
+        n_frozen = freeze_bottom(policy, config.num_layers_unfrozen, rule=config.trainable)
         sharded = acc.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED)
+        # fp32 master weights before pi_ref copies the trainable part; under "fp32" the frozen
+        # part is upcast too, as nothing autocasts a half trunk to meet the fp32 blocks, and
+        # under FSDP, whose flat parameters need one dtype (its MixedPrecision casts them).
+        upcast_trainable(
+            policy,
+            everything=self.precision == "fp32" or acc.distributed_type == DistributedType.FSDP,
+        )
         share = config.share_reference and not sharded
         if s.reference is not None:
             reference = s.reference.to(acc.device).eval().requires_grad_(False)
+            if self.precision == "fp32":
+                upcast_trainable(reference, everything=True)
             share = False
         elif share:
-            reference = shared_reference(policy)
+            # trainable="authors": trlx's hydra pi_ref, on the policy's current trunk (drifts).
+            reference = shared_reference(policy, share_trunk=config.trainable == "authors")
         else:
             import copy
 
             reference = copy.deepcopy(policy).requires_grad_(False).eval()
-        for model in (policy, reference):
-            separable_head(model)  # cached now, before any TrunkCache.replay patches the blocks
-        self.trunk = TrunkCache(decoder_blocks(policy), n_frozen if share else 0)
+        # Evaluation's KL is against the initial policy, also when training's pi_ref drifts
+        # with a trainable trunk (as the authors' evaluation used a separate frozen model).
+        drifts = share and trunk_trains(policy)
+        self.eval_reference = shared_reference(policy) if drifts else reference
+        for model in (policy, reference, self.eval_reference):
+            with precision_context(self.precision, acc.device):  # a half trunk, fp32 top
+                separable_head(model)  # cached now, before any TrunkCache.replay patches blocks
+        # A trunk that trains (wpe under trainable="authors") changes its output: no replay.
+        self.trunk = TrunkCache(decoder_blocks(policy), n_frozen if share and not drifts else 0)
         module = PolicyWithValue(policy, with_value_head=config.is_rl and config.algorithm == "ppo")
         params = [p for p in module.parameters() if p.requires_grad]
         if not params:
             raise ValueError("num_layers_unfrozen: nothing left to train")
         optimizer = torch.optim.AdamW(
-            params, lr=config.lr, betas=config.adam_betas, weight_decay=config.weight_decay
+            params,
+            lr=config.lr,
+            betas=config.adam_betas,
+            eps=config.adam_eps,
+            weight_decay=config.weight_decay,
         )
         # The scheduler is not passed to accelerate, which would step it once per process.
         self.scheduler = _scheduler(config, optimizer, _optimizer_steps(config))
@@ -357,6 +407,8 @@ class _Run:
             optimizer=optimizer,
             scheduler=self.scheduler,
             prompt_logprob_cache={},
+            precision=self.precision,
+            batches=self.batches,
         )
         self.metrics_path = self.run_dir / "metrics.jsonl"
         self.history: list[dict[str, Any]] = []
@@ -490,7 +542,7 @@ class _Run:
             with torch.no_grad(), ctx.autocast():
                 result = evaluate_policy(
                     ctx.policy,
-                    ctx.reference,
+                    self.eval_reference,
                     s.tokenizer,
                     s.test_prompts,
                     s.reward_fn,
@@ -552,6 +604,8 @@ class _Run:
                 "phase": "train",
                 **metrics,
                 "lr": self.scheduler.get_last_lr()[0],
+                # Optimiser steps so far, over all processes alike (the schedule's count).
+                "optimizer_steps": self.scheduler.last_epoch,
                 **parts,
                 "time_step": elapsed,
                 "time_other": elapsed - sum(parts.values()),

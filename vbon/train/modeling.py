@@ -33,6 +33,7 @@ __all__ = [
     "final_norm",
     "freeze_bottom",
     "shared_reference",
+    "trunk_trains",
     "packed_logits",
     "separable_head",
     "sequence_logprobs",
@@ -68,12 +69,17 @@ def _head_is_tied(model: PreTrainedModel) -> bool:
     return out is not None and inp is not None and out.weight is inp.weight
 
 
-def freeze_bottom(model: PreTrainedModel, num_layers_unfrozen: int) -> int:
+def freeze_bottom(model: PreTrainedModel, num_layers_unfrozen: int, *, rule: str = "blocks") -> int:
     """Freeze all but the top ``num_layers_unfrozen`` blocks (-1: train everything).
 
-    Trainable: the top blocks, the final norm, and the LM head if it is not tied to the input
-    embeddings. Token and position embeddings stay frozen. Returns the number of frozen blocks.
+    ``rule="blocks"``: trainable are the top blocks, the final norm, and the LM head if it is
+    not tied to the input embeddings; token and position embeddings stay frozen.
+    ``rule="authors"``: trlx's ``freeze_bottom_causal_layers``: only the bottom blocks and the
+    token embedding (with a head tied to it) freeze, so everything else trains, GPT-2's position
+    embedding ``wpe`` included. Returns the number of frozen blocks.
     """
+    if rule not in ("blocks", "authors"):
+        raise ValueError(f"trainable: expected 'blocks' or 'authors', got {rule!r}")
     blocks = decoder_blocks(model)
     if num_layers_unfrozen < 0:
         model.requires_grad_(True)
@@ -82,8 +88,17 @@ def freeze_bottom(model: PreTrainedModel, num_layers_unfrozen: int) -> int:
         raise ValueError(
             f"num_layers_unfrozen: {num_layers_unfrozen} exceeds the model's {len(blocks)} blocks"
         )
-    model.requires_grad_(False)
     n_frozen = len(blocks) - num_layers_unfrozen
+    if rule == "authors":
+        model.requires_grad_(True)
+        for block in list(blocks)[:n_frozen]:
+            block.requires_grad_(False)
+        model.get_input_embeddings().requires_grad_(False)
+        head = model.get_output_embeddings()
+        if head is not None and (num_layers_unfrozen == 0 or _head_is_tied(model)):
+            head.requires_grad_(False)
+        return n_frozen
+    model.requires_grad_(False)
     for block in list(blocks)[n_frozen:]:
         block.requires_grad_(True)
     norm = final_norm(model)
@@ -95,21 +110,45 @@ def freeze_bottom(model: PreTrainedModel, num_layers_unfrozen: int) -> int:
     return n_frozen
 
 
-def shared_reference(policy: PreTrainedModel) -> PreTrainedModel:
+def _branch_parameters(model: PreTrainedModel) -> set[int]:
+    """ids of the parameters of trlx's hydra branch: the blocks that train, the final norm and
+    the LM head (what the KL reference keeps its own frozen copy of)."""
+    modules = [b for b in decoder_blocks(model) if any(p.requires_grad for p in b.parameters())]
+    modules += [m for m in (final_norm(model), model.get_output_embeddings()) if m is not None]
+    return {id(p) for m in modules for p in m.parameters()}
+
+
+def trunk_trains(model: PreTrainedModel) -> bool:
+    """Whether a parameter below the trainable blocks trains (e.g. ``wpe`` under
+    ``freeze_bottom(rule="authors")``): the frozen blocks' output then changes as the policy
+    trains, so ``TrunkCache`` may not replay it."""
+    branch = _branch_parameters(model)
+    return any(p.requires_grad and id(p) not in branch for p in model.parameters())
+
+
+def shared_reference(policy: PreTrainedModel, *, share_trunk: bool = False) -> PreTrainedModel:
     """A frozen pi_ref equal to ``policy`` now, sharing every frozen tensor with it.
 
     The policy's frozen parameters and all buffers are put in ``deepcopy``'s memo, so the copy
     refers to the same storage: only trainable tensors are duplicated (no transient copy of the
     whole model either). Tied weights stay tied. Call after ``freeze_bottom``.
+
+    ``share_trunk``: also share the trainable parameters below the top blocks (``wpe`` under
+    the authors' freezing), as trlx's hydra reference, a frozen copy of the top blocks, final
+    norm and head on the policy's *current* trunk: this pi_ref then drifts as the trunk trains.
     """
     memo: dict[int, Any] = {}
+    branch = _branch_parameters(policy) if share_trunk else set()
     for p in policy.parameters():
-        if not p.requires_grad:
+        if not p.requires_grad or (share_trunk and id(p) not in branch):
             memo[id(p)] = p
     for b in policy.buffers():
         memo[id(b)] = b
     reference = copy.deepcopy(policy, memo)
-    reference.requires_grad_(False)
+    shared = set(memo)
+    for p in reference.parameters():
+        if id(p) not in shared:  # a shared trunk tensor keeps training in the policy
+            p.requires_grad_(False)
     return reference.eval()
 
 
@@ -187,9 +226,11 @@ class PolicyWithValue(nn.Module):
         self.v_head: nn.Module | None = None
         if with_value_head:
             hidden = int(lm.config.hidden_size)
+            # fp32 whatever the checkpoint's dtype: it trains (see vbon.precision), and under
+            # autocast its matmuls run in the compute dtype anyway.
             self.v_head = nn.Sequential(
                 nn.Linear(hidden, 2 * hidden), nn.ReLU(), nn.Linear(2 * hidden, 1)
-            ).to(device=lm.device, dtype=next(lm.parameters()).dtype)
+            ).to(device=lm.device, dtype=torch.float32)
 
     def forward(
         self,

@@ -4,7 +4,8 @@ Per phase: sample the rollout buffer; score each completion (log F_hat, exact vB
 per-token rewards are -beta * (log pi_old - log pi_ref) on every completion token plus the
 (clipped) score on the last one (trlx's per-token k1 KL penalty with a terminal score); GAE with
 gamma, lambda over V(x, y_<t) from a value head on the policy's last hidden state. Then
-``ppo_epochs`` passes over the buffer in shuffled minibatches, each one optimiser step on
+``ppo_epochs`` passes over the buffer in shuffled minibatches of ``mini_batch_size`` rows over all
+processes (P processes take the optimiser steps of one), each one optimiser step on
 
     pg  = mean_t max(-A_t rho_t, -A_t clip(rho_t, 1 - eps, 1 + eps)),  rho_t = pi_theta / pi_old
     vf  = 0.5 mean_t max((V_t - G_t)^2, (clip(V_t, V_old +- eps_v) - G_t)^2)
@@ -17,6 +18,7 @@ forward runs only the trainable top blocks.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import nullcontext
 
 import numpy as np
@@ -25,7 +27,7 @@ import torch
 from vbon.train.common import Context, Stats, Timer
 from vbon.train.modeling import sequence_logprobs
 
-__all__ = ["gae", "masked_whiten", "ppo_step"]
+__all__ = ["gae", "masked_whiten", "padded_whiten", "ppo_step"]
 
 
 def gae(
@@ -48,13 +50,42 @@ def gae(
     return advantages, advantages + values
 
 
-def masked_whiten(x: torch.Tensor, mask: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
-    """(x - mean) / std over the masked entries."""
+def masked_whiten(
+    x: torch.Tensor,
+    mask: torch.Tensor,
+    eps: float = 1e-8,
+    reduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> torch.Tensor:
+    """(x - mean) / std over the masked entries.
+
+    ``reduce`` sums a tensor over processes: the moments are then those of the whole minibatch,
+    spread over the processes, as in a one-process run.
+    """
     m = mask.to(x.dtype)
-    n = m.sum().clamp(min=1.0)
-    mean = (x * m).sum() / n
-    var = (((x - mean) * m) ** 2).sum() / n
+    if reduce is None:
+        n = m.sum().clamp(min=1.0)
+        mean = (x * m).sum() / n
+        var = (((x - mean) * m) ** 2).sum() / n
+    else:
+        total = reduce(torch.stack([(x * m).sum(), m.sum()]))
+        n = total[1].clamp(min=1.0)
+        mean = total[0] / n
+        var = reduce((((x - mean) * m) ** 2).sum()) / n
     return (x - mean) * torch.rsqrt(var + eps) * m
+
+
+def padded_whiten(x: torch.Tensor, mask: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """trlx's ``whiten`` of one forward batch (``whiten_advantages="authors"``): (x - mean) /
+    std over every position up to the batch's longest completion, padding (advantage 0)
+    included, with the unbiased variance; positions past that width are returned unchanged."""
+    width = int(mask.sum(-1).max()) if mask.numel() else 0
+    if width == 0:
+        return x
+    head = x[:, :width]
+    var, mean = torch.var_mean(head, correction=1 if head.numel() > 1 else 0)
+    out = x.clone()
+    out[:, :width] = (head - mean) * torch.rsqrt(var + eps)
+    return out
 
 
 def ppo_step(ctx: Context, step: int, timer: Timer) -> Stats:
@@ -66,7 +97,12 @@ def ppo_step(ctx: Context, step: int, timer: Timer) -> Stats:
         log_cdf = ctx.log_cdf(ro)
     rows = len(ro)
     temperature = ctx.setup.sampling.temperature
-    chunk = min(cfg.micro_batch_size or cfg.mini_batch_size, rows)
+    # Sizes per process: mini_batch_size and micro_batch_size count rows over all processes,
+    # so a phase takes the optimiser steps of a one-process run (process_batches).
+    world = ctx.accelerator.num_processes
+    mini = ctx.local.mini_batch or rows
+    micro = ctx.local.micro_batch or mini
+    chunk = min(micro, rows)
     old_logp, old_values, ref_logp, trunks = [], [], [], []
     with timer("logprobs"), torch.no_grad(), ctx.autocast():
         for start in range(0, rows, chunk):
@@ -111,17 +147,21 @@ def ppo_step(ctx: Context, step: int, timer: Timer) -> Stats:
     if cfg.log_samples:
         stats.log_rows(ro, slice(0, rows), score=score, kl=kl)
 
-    micro = min(cfg.micro_batch_size or cfg.mini_batch_size, cfg.mini_batch_size)
+    reduce = ctx.global_sum if world > 1 else None
     for epoch in range(cfg.ppo_epochs):
         rng = np.random.default_rng([cfg.seed, step, ctx.rank, epoch])
         order = torch.as_tensor(rng.permutation(rows), device=ctx.device)
-        for mb_start in range(0, rows, cfg.mini_batch_size):
-            mb = order[mb_start : mb_start + cfg.mini_batch_size]
+        for mb_start in range(0, rows, mini):
+            mb = order[mb_start : mb_start + mini]
             mb_mask = mask[mb]
             adv = advantages[mb]
-            if cfg.whiten_advantages:
-                adv = masked_whiten(adv, mb_mask)
+            if cfg.whiten_advantages is True:
+                adv = masked_whiten(adv, mb_mask, reduce=reduce)
+            # The token mean over the whole minibatch: DDP averages the processes' gradients,
+            # so each divides its sum by (tokens over all processes) / world.
             n_tokens = mb_mask.sum().clamp(min=1).float()
+            if world > 1:
+                n_tokens = ctx.global_sum(mb_mask.sum().float()).clamp(min=1) / world
             for start in range(0, len(mb), micro):
                 idx = mb[start : start + micro]
                 sub = slice(start, start + micro)
@@ -140,6 +180,8 @@ def ppo_step(ctx: Context, step: int, timer: Timer) -> Stats:
                         )
                     ratio = torch.exp(logp - old_logp[idx])
                     a = adv[sub]
+                    if cfg.whiten_advantages == "authors":  # per forward batch, as trlx
+                        a = padded_whiten(a, m)
                     pg = torch.max(
                         -a * ratio, -a * ratio.clamp(1 - cfg.cliprange, 1 + cfg.cliprange)
                     )

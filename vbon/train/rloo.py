@@ -44,8 +44,8 @@ def rloo_step(ctx: Context, step: int, timer: Timer) -> Stats:
     with timer("reward"):
         log_cdf = ctx.log_cdf(ro)
     rows = len(ro)
-    micro = cfg.micro_batch_size or rows
-    micro = min(micro, rows)
+    # micro_batch_size counts rows over all processes (process_batches).
+    micro = min(ctx.local.micro_batch or rows, rows)
     temperature = ctx.setup.sampling.temperature
     for start in range(0, rows, micro):
         sl = slice(start, start + micro)

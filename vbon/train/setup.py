@@ -110,8 +110,12 @@ def _sampling_of(config: Any, base: Any) -> Sampling:
     )
 
 
-def build_setup(config: Any, device: Any = None) -> TrainSetup:
+def build_setup(config: Any, device: Any = None, precision: str | None = None) -> TrainSetup:
     """The ``TrainSetup`` of ``config``'s task: models, prompts, reward, reference caches.
+
+    ``precision`` (``vbon.precision``; None: the one of ``config.mixed_precision`` on
+    ``device``) is the numerical policy the reference samples are drawn under: the run's own,
+    so that F_hat and the rollouts come from the same one.
 
     Reference caches (train split for vbon / bon_sft, test split for the win rate) are built on
     first use under runs/<profile>/<task>/reference and reused afterwards (keyed by everything
@@ -137,6 +141,10 @@ def build_setup(config: Any, device: Any = None) -> TrainSetup:
         if getattr(config, name) is not None:
             overrides[name] = getattr(config, name)
     task = get_task(config.task, config.profile, **overrides)
+    if precision is None:
+        from vbon.precision import sampling_precision
+
+        precision = sampling_precision(config.mixed_precision, device)
     sampling = _sampling_of(config, task.sampling)
     policy, tokenizer = task.load_policy(device=device)
     reference = None
@@ -144,7 +152,7 @@ def build_setup(config: Any, device: Any = None) -> TrainSetup:
         reference, _ = task.load_reference(device=device)
     reward_model = task.load_reward_model(device=device)
     prompts = list(task.train_prompts)
-    if config.max_train_prompts is not None:
+    if config.max_train_prompts:  # None or 0: every train prompt
         prompts = prompts[: config.max_train_prompts]
 
     train_cdf = None
@@ -160,6 +168,7 @@ def build_setup(config: Any, device: Any = None) -> TrainSetup:
             max_prompts=len(prompts),
             device=device,
             progress=config.progress,
+            precision=precision,
             keep_texts=True,
         )
         if config.method == "bon_sft":
@@ -183,6 +192,7 @@ def build_setup(config: Any, device: Any = None) -> TrainSetup:
             max_prompts=config.eval_prompts,
             device=device,
             progress=config.progress,
+            precision=precision,
         ).rewards()
     return TrainSetup(
         policy=policy,

@@ -22,7 +22,7 @@ import pandas as pd
 from vbon.cdf import IllPosedWarning
 from vbon.train.config import TrainConfig
 
-__all__ = ["grid", "run_sweep", "result_row", "RESULT_COLUMNS"]
+__all__ = ["grid", "run_sweep", "result_row", "worker_environment", "RESULT_COLUMNS"]
 
 # The columns every sweep table starts with (the metrics follow in evaluate_policy's order).
 RESULT_COLUMNS = (
@@ -85,6 +85,53 @@ def result_row(result: Any) -> dict[str, Any]:
     return row
 
 
+def worker_environment(index: int, device_count: int, visible: str | None = None) -> dict[str, str]:
+    """Environment variables of sweep worker ``index``: its own GPU, round-robin.
+
+    With two or more visible GPUs worker i sees only GPU i mod count (``CUDA_VISIBLE_DEVICES``,
+    taken from ``visible``, the parent's value, when that is set), so parallel runs do not all
+    land on cuda:0. With one GPU or none the environment is left alone ({}).
+    """
+    if index < 0:
+        raise ValueError(f"index: must be >= 0, got {index}")
+    if device_count < 2:
+        return {}
+    ids = [v.strip() for v in visible.split(",") if v.strip()] if visible else []
+    if len(ids) < device_count:
+        ids = [str(i) for i in range(device_count)]
+    return {"CUDA_VISIBLE_DEVICES": ids[index % device_count]}
+
+
+def _init_worker(counter: Any, device_count: int, visible: str | None) -> None:
+    """Pool initialiser: take the next worker index and its device, before CUDA starts."""
+    import os
+
+    with counter.get_lock():
+        index = counter.value
+        counter.value += 1
+    os.environ.update(worker_environment(index, device_count, visible))
+
+
+def _worker_pool(workers: int) -> Any:
+    """A spawn ProcessPoolExecutor whose workers each get their own GPU (worker_environment)."""
+    import multiprocessing
+    import os
+    from concurrent.futures import ProcessPoolExecutor
+
+    import torch
+
+    # spawn: a forked torch process can deadlock in OpenMP, and notebooks' kernels are
+    # threaded; the workers import vbon afresh.
+    context = multiprocessing.get_context("spawn")
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    return ProcessPoolExecutor(
+        workers,
+        mp_context=context,
+        initializer=_init_worker,
+        initargs=(context.Value("i", 0), count, os.environ.get("CUDA_VISIBLE_DEVICES")),
+    )
+
+
 def _train_row(config: dict[str, Any]) -> dict[str, Any]:
     """Train one config (in this or a worker process) and return its table row."""
     from vbon.train.loop import train
@@ -114,7 +161,8 @@ def run_sweep(
         configs: the runs, e.g. from :func:`grid`; each must have a distinct run directory.
         workers: runs trained at once, each in its own process. On a CPU the smoke profile
             trains with one thread per run, so ``workers`` = the number of cores uses them all;
-            on one GPU keep 1. Reference caches two runs share are built once (file lock).
+            on one GPU keep 1; with several GPUs worker i trains on GPU i mod count
+            (``worker_environment``). Reference caches two runs share are built once (file lock).
         progress: a tqdm bar over runs (with ``workers == 1`` each run also shows its own).
         resume: continue interrupted runs from their last checkpoint (the config's
             ``save_every`` sets how much an interruption can lose).
@@ -151,13 +199,9 @@ def run_sweep(
             rows[i] = _train_row(job)
             bar.update()
     else:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor, as_completed
+        from concurrent.futures import as_completed
 
-        # spawn: a forked torch process can deadlock in OpenMP, and notebooks' kernels are
-        # threaded; the workers import vbon afresh.
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=context) as pool:
+        with _worker_pool(min(workers, len(jobs))) as pool:
             futures = {pool.submit(_train_row, job): i for i, job in enumerate(jobs)}
             for future in as_completed(futures):
                 i = futures[future]
