@@ -7,9 +7,9 @@ classes, datasets with the hub schemas, at the pinned revisions) is built into a
 small budgets (``BUDGETS``), offline, with ``VBON_RUNS`` outside the repository. What runs is
 the paper's code path (PPO, the hub loaders and revisions, the TL;DR prompts and the gold
 reward model); the numbers mean nothing, so only the pipeline is checked: every notebook
-finishes and writes its verdicts. Measured: 296 s for the module (02: 28 s, 03: 106 s,
-04: 55 s, 05: 20 s, 06: 41 s, 07: 32 s, the stand-in cache 10 s) on 2 cores shared with
-other jobs.
+finishes and writes its verdicts. Measured: 297 s for the module (02: 31 s, 03: 94 s,
+04: 55 s, 05: 23 s, 06: 45 s, 07: 31 s, the stand-in cache 8 s) on 2 cores, mostly kernel starts,
+model loads and evaluations (halving the PPO rollouts saved 12 s).
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ NOTEBOOKS = [
 # The IMDB experiment spec's budgets (vbon.experiment, ("imdb", "paper")), merged into the
 # YAML's ``experiment`` block (its hub revisions stay): two N (notebook 04 compares steps of the grid), M = 12 >= 4 N, 2 seeds (the
 # least an interval over seeds takes), 8 PPO phases (the least a convergence check judges) of
-# 16 rollouts in 2 minibatches, 4 epochs each.
+# 8 rollouts in 2 minibatches, 4 epochs each.
 IMDB_EXPERIMENT = {
     "train_prompts": 8,
     "test_prompts": 4,
@@ -46,7 +46,7 @@ IMDB_EXPERIMENT = {
     "eval_m": 8,
     "n_grid": [2, 3],
     "seeds": [0, 1],
-    "rl": {"steps": 8, "batch_prompts": 16, "mini_batch_size": 8},
+    "rl": {"steps": 8, "batch_prompts": 8, "mini_batch_size": 4},
     "sft": {"steps": 2},
     "m_ablation": [4],
     "m_ablation_n": 2,

@@ -245,14 +245,21 @@ def _check_prepared_revision(ds: Any, source: str, revision: str | None) -> None
     """
     if revision is None or not is_offline_mode() or re.fullmatch(r"[0-9a-f]{40}", revision) is None:
         return
-    files = [f["filename"] for split in ds.values() for f in split.cache_files]
-    if files and not any(revision in Path(f).parts for f in files):
-        raise OfflineDatasetError(
-            f"dataset_revision: the local datasets cache serves {source!r} from "
-            f"{Path(files[0]).parent}, not from the pinned commit {revision}; load it once "
-            f"online (datasets.load_dataset({source!r}, revision={revision!r})) or pass the "
-            "revision that is cached"
-        )
+    # The prepared copy lives in <cache>/<owner>___<name>/<config>/<version>/<commit>/.
+    folder = source.replace("/", "___")
+    for split in ds.values():
+        for f in split.cache_files:
+            parts = Path(f["filename"]).parts
+            if folder not in parts:
+                continue  # not a prepared copy of this hub id: nothing to judge
+            at = parts.index(folder) + 3
+            if at < len(parts) and parts[at] != revision:
+                raise OfflineDatasetError(
+                    f"dataset_revision: the local datasets cache serves {source!r} from "
+                    f"{Path(*parts[: at + 1])}, not from the pinned commit {revision}; load it "
+                    f"once online (datasets.load_dataset({source!r}, revision={revision!r})) "
+                    "or pass the revision that is cached"
+                )
 
 
 def load_dataset_dict(
