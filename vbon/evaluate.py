@@ -476,23 +476,13 @@ def sample_pool(
     """
 
     from vbon.models import cpu_threads
-    from vbon.precision import precision_context
+    from vbon.precision import load_dtype, precision_context, resolve_precision
 
     size = check_n(size, "size")
-    precision, dtype = _precision_and_dtype(precision, device)
-    model, tokenizer = task.load_reference(device=device, **dtype)
+    precision = resolve_precision(precision, device)
+    model, tokenizer = task.load_reference(device=device, **load_dtype(precision))
     with cpu_threads(task.cpu_threads), precision_context(precision, model.device):
         return _score_pool(task, list(prompts), size, model, tokenizer, seed, batch_size)
-
-
-def _precision_and_dtype(precision: str | None, device: Any) -> tuple[str, dict[str, Any]]:
-    """The precision name and the load dtype it needs (fp32 weights for "fp32")."""
-    import torch
-
-    from vbon.precision import check_precision, default_precision
-
-    precision = check_precision(default_precision(device) if precision is None else precision)
-    return precision, ({"dtype": torch.float32} if precision == "fp32" else {})
 
 
 def _score_pool(
@@ -592,10 +582,11 @@ def evaluate_policy_on_task(
     device's default, the trainer's with ``mixed_precision="auto"``).
     """
     from vbon.models import cpu_threads, load_causal_lm
-    from vbon.precision import precision_context
+    from vbon.precision import load_dtype, precision_context, resolve_precision
     from vbon.reference import build_task_reference
 
-    precision, dtype = _precision_and_dtype(precision, None)
+    precision = resolve_precision(precision)
+    dtype = load_dtype(precision)
     ref = build_task_reference(
         task, "test", m, seed=ref_seed, max_prompts=prompts, progress=progress, precision=precision
     )

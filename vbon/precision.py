@@ -27,8 +27,10 @@ __all__ = [
     "check_model_precision",
     "check_precision",
     "default_precision",
+    "load_dtype",
     "precision_context",
     "resolve_mixed_precision",
+    "resolve_precision",
     "sampling_precision",
     "upcast_trainable",
 ]
@@ -67,6 +69,17 @@ def sampling_precision(mixed_precision: str, device: str | torch.device | None =
 def default_precision(device: str | torch.device | None = None) -> str:
     """The precision a run with the default ``mixed_precision="auto"`` uses on ``device``."""
     return sampling_precision("auto", device)
+
+
+def resolve_precision(precision: str | None, device: str | torch.device | None = None) -> str:
+    """``precision`` checked, or the device's default (``default_precision``) when None."""
+    return check_precision(default_precision(device) if precision is None else precision)
+
+
+def load_dtype(precision: str) -> dict[str, Any]:
+    """The loader keyword a model sampled at ``precision`` needs: fp32 weights for "fp32" (a GPU
+    loads the checkpoint's dtype by default); under autocast the checkpoint's dtype stays."""
+    return {"dtype": torch.float32} if check_precision(precision) == "fp32" else {}
 
 
 def check_precision(precision: str) -> str:

@@ -44,7 +44,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-import torch
 from tqdm.auto import tqdm
 
 from vbon._checks import check_int, check_text
@@ -54,8 +53,9 @@ from vbon.models import REWARD_DIGITS
 from vbon.precision import (
     check_model_precision,
     check_precision,
-    default_precision,
+    load_dtype,
     precision_context,
+    resolve_precision,
 )
 
 __all__ = [
@@ -780,7 +780,7 @@ def build_task_reference(
     seed = check_int(seed, "seed", minimum=0)
     max_prompts = check_int(max_prompts, "max_prompts", minimum=1, allow_none=True)
     batch_size = check_int(batch_size, "batch_size", minimum=1)
-    precision = check_precision(default_precision(device) if precision is None else precision)
+    precision = resolve_precision(precision, device)
     prompts = list(task.train_prompts if split == "train" else task.test_prompts)
     if max_prompts is not None:
         prompts = prompts[:max_prompts]
@@ -826,9 +826,6 @@ def build_task_reference(
             return build(model=None, tokenizer=None, reward_fn=None)
         except _NeedsSampling:
             pass
-        # fp32 sampling needs fp32 weights (a GPU loads the checkpoint's dtype by default);
-        # under autocast the stored dtype is the checkpoint's, as in the trainer's frozen trunk.
-        dtype = {"dtype": torch.float32} if precision == "fp32" else {}
-        model, tokenizer = task.load_reference(device=device, **dtype)
+        model, tokenizer = task.load_reference(device=device, **load_dtype(precision))
         reward_model = task.load_reward_model(device=device)
         return build(model=model, tokenizer=tokenizer, reward_fn=reward_model)
