@@ -66,8 +66,10 @@ def test_plan_counts_follow_the_specs(paper_plan):
     nb04 = by_name["04_imdb_analysis"]
     assert sum(g.seeds for g in nb04.runs if g.trained_here) == len(spec.ablation_configs())
     assert nb04.bon_pool_samples == spec.test_prompts * 256  # params/paper/04: bon_pool 256
-    assert by_name["05_tldr_reference"].reference_samples == 4096 * 300 + 512 * 100
-    assert sum(g.seeds for g in by_name["06_tldr_train"].runs) == 3 + 3 + 1
+    tldr = experiment("tldr", "paper")
+    assert by_name["05_tldr_reference"].reference_samples == 4096 * 804 + 512 * 100
+    tldr_runs = len(tldr.sweep_configs(exact_n=tldr.n_grid))
+    assert sum(g.seeds for g in by_name["06_tldr_train"].runs) == tldr_runs == 30
     for nb in paper_plan.notebooks:
         assert nb.gpu_gib > 0
 

@@ -433,3 +433,65 @@ def test_task_level_bon_and_policy_evaluation(toy_worlds, tmp_path, monkeypatch)
     policy = evaluate_policy_on_task(task.policy_id, task, prompts=4, m=8, k=4, progress=False)
     assert policy.kl_k3.mean == pytest.approx(0.0, abs=1e-6)
     assert 0.2 < policy.win_rate.mean < 0.8 and len(policy.texts) == 16
+
+
+def _plain_decode(model, ids, att, *, max_new_tokens, temperature, eos, pad):
+    """The decoding loop before prefill sharing and batch compaction: every row's own prefill,
+    every row stepped until the last one ends; one uniform per row and step."""
+    from transformers import DynamicCache
+
+    batch, width = ids.shape
+    position = (att.cumsum(1) - 1).clamp(min=0)
+    mask = torch.cat([att, torch.ones(batch, max_new_tokens, dtype=att.dtype)], 1)
+    cache = DynamicCache(config=model.config)
+    logits = model(
+        input_ids=ids, attention_mask=att, position_ids=position, past_key_values=cache
+    ).logits[:, -1]
+    tokens = torch.full((batch, max_new_tokens), pad, dtype=torch.long)
+    alive = torch.ones(batch, dtype=torch.bool)
+    position = position[:, -1:]
+    for t in range(max_new_tokens):
+        u = torch.rand((batch, 1), dtype=torch.float64)
+        nxt = torch.where(alive, draw_tokens(logits, temperature, u), pad)
+        tokens[:, t] = nxt
+        alive &= ~torch.isin(nxt, torch.tensor(eos))
+        if t == max_new_tokens - 1 or not alive.any():
+            break
+        position = position + 1
+        logits = model(
+            input_ids=nxt[:, None],
+            attention_mask=mask[:, : width + t + 1],
+            position_ids=position,
+            past_key_values=cache,
+        ).logits[:, -1]
+    return tokens
+
+
+def test_shared_prefill_and_compaction_draw_what_a_plain_loop_draws(toy_worlds) -> None:
+    """The sampler shares one prefill among a prompt's samples and drops ended rows from the
+    batch; the draws stay those of a plain loop (same uniforms, same rows), on the toy TL;DR
+    policy whose summaries end at many different lengths."""
+    from vbon import generation
+    from vbon.models import load_causal_lm
+
+    model, tok = load_causal_lm(toy_worlds["toy-tldr"].policy_path, device="cpu")
+    data = toy_worlds["toy-tldr"].load_data()["test"]["prompt"][:3]
+    rows = [tok(p, add_special_tokens=False)["input_ids"] for p in data for _ in range(8)]
+    ids, att = generation._left_padded(rows, tok.pad_token_id)
+    kw = {
+        "max_new_tokens": 50,
+        "temperature": 0.7,
+        "eos": [tok.eos_token_id],
+        "pad": tok.pad_token_id,
+    }
+    torch.manual_seed(3)
+    fast, logprobs = generation._decode(model, ids, att, **kw)
+    torch.manual_seed(3)
+    plain = _plain_decode(model, ids, att, **kw)
+    ended_at = (fast == tok.eos_token_id).int().argmax(1)
+    assert len(set(ended_at.tolist())) > 5  # rows end at many lengths: compaction happened
+    assert torch.equal(fast, plain)
+    # The log-probabilities summed while decoding are those of a separate forward pass.
+    out = generation.sample(model, tok, data, 8, max_new_tokens=50, temperature=0.7, seed=3)
+    again = generation.completion_logprobs(model, out, temperature=0.7)
+    np.testing.assert_allclose(out.logprobs.numpy(), again.double().numpy(), atol=1e-3)

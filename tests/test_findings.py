@@ -397,3 +397,97 @@ def test_shown_paths_drop_the_machine_prefix(tmp_path, monkeypatch):
     assert paths.shown(paths.runs_dir("smoke") / "x") == "runs/smoke/x"
     elsewhere = tmp_path / "other"
     assert paths.shown(elsewhere) == str(elsewhere)
+
+
+# -- the TL;DR findings (notebooks 05 and 07) -------------------------------------------------------
+def _temperature_points(rng: np.random.Generator) -> pd.DataFrame:
+    """Synthetic points at two temperatures: policy "a" (3 seeds) 0.5 above pi_ref, "b" 0.2
+    above, BoN (no seed) 1.0 above; 64 prompts with a shared difficulty, seed spread 0.05."""
+    rows = []
+    difficulty = rng.normal(0, 1, 64)
+    for t in (0.5, 1.0):
+        for config, method, shift, seeds in (
+            ("a", "vbon", 0.5, [0, 1, 2]),
+            ("b", "kl_rl", 0.2, [0, 1, 2]),
+            ("bon N=8", "bon", 1.0, [-1]),
+            ("pi_ref", "ref", 0.0, [-1]),
+        ):
+            for s in seeds:
+                noise = rng.normal(0, 0.3, 64) + (0.05 * rng.normal() if s >= 0 else 0.0)
+                rows.append(
+                    pd.DataFrame(
+                        {
+                            "config": config,
+                            "method": method,
+                            "seed": s,
+                            "temperature": t,
+                            "prompt": np.arange(64),
+                            "reward": difficulty + shift + noise,
+                            "win_rate": 0.5 + shift / 4,
+                            "kl": shift,
+                            "eos": 1.0,
+                        }
+                    )
+                )
+    return pd.concat(rows, ignore_index=True)
+
+
+def test_gap_interval_pairs_prompts_and_takes_the_max_in_each_resample():
+    points = _temperature_points(np.random.default_rng(0))
+    at = points[points["temperature"] == 0.5]
+    gap = findings.gap_interval(at, "a", ["pi_ref"])
+    # The prompts' shared difficulty (SD 1) cancels in the paired difference: the interval is
+    # about 2 x 1.96 x 0.3 / sqrt(64) wide, not 1.96 x 1 / sqrt(64).
+    assert gap.low > 0.3 and gap.high < 0.7 and gap.high - gap.low < 0.3
+    assert findings.gap_interval(at, "a", ["b", "pi_ref"]).estimate == pytest.approx(
+        findings.gap_interval(at, "a", ["b"]).estimate
+    )
+    bon = findings.gap_interval(at, "bon N=8", ["a"])
+    assert bon.low > 0.3  # BoN rows (seed -1) are the same for every seed
+    with pytest.raises(ValueError, match="others"):
+        findings.gap_interval(at, "a", [])
+
+
+def test_temperature_table_has_intervals_and_standard_errors_per_temperature():
+    points = _temperature_points(np.random.default_rng(1))
+    table = findings.temperature_table(points)
+    assert len(table) == 8 and set(table["temperature"]) == {0.5, 1.0}
+    row = table[(table["config"] == "a") & (table["temperature"] == 0.5)].iloc[0]
+    assert row["reward_low"] < row["reward"] < row["reward_high"]
+    # The SE is the bootstrap SD: the 95% interval spans about 2 x 1.96 of it.
+    assert (row["reward_high"] - row["reward_low"]) / row["reward_se"] == pytest.approx(
+        3.92, rel=0.25
+    )
+    ref = table[table["config"] == "pi_ref"].iloc[0]
+    assert ref["win_rate"] == ref["win_rate_low"] == ref["win_rate_high"] == 0.5
+
+
+def test_summary_variety_counts_ties_of_the_reward_model_not_of_the_penalty():
+    class Cache:
+        def __init__(self, rewards, ended, texts):
+            self._r, self._c = np.asarray(rewards, float), {"ended": ended, "texts": texts}
+
+        def rewards(self):
+            return self._r
+
+        def column(self, name):
+            return self._c[name]
+
+    # Prompt 0: 4 distinct finished texts and 4 unfinished at r_EOS = -8; prompt 1: one text
+    # written 6 times.
+    rewards = [[1, 2, 3, 4, -8, -8, -8, -8], [5, 5, 5, 5, 5, 5, 1, 2]]
+    ended = [[True] * 4 + [False] * 4, [True] * 8]
+    texts = [list("abcdefgh"), ["x"] * 6 + ["y", "z"]]
+    table = findings.summary_variety(Cache(rewards, ended, texts), first=8).set_index("statistic")
+    assert table.loc["share of distinct texts", "estimate"] == pytest.approx((1 + 3 / 8) / 2)
+    assert table.loc["share of the most frequent reward-model score", "estimate"] == pytest.approx(
+        (1 / 8 + 6 / 8) / 2
+    )
+    assert table.loc[
+        "share of the most frequent reward (r_EOS included)", "estimate"
+    ] == pytest.approx((4 / 8 + 6 / 8) / 2)
+    assert table.loc["EOS rate", "estimate"] == pytest.approx(0.75)
+    claims = findings.variety_claims(table, seeds=[0])
+    assert [c.claim.split(":")[0] for c in claims] == ["varied summaries"] * 2 + [
+        "pi_ref ends within the budget 70%-95% of the time (EOS rate minus 0.825)"
+    ]

@@ -51,21 +51,18 @@ IMDB_EXPERIMENT = {
     "m_ablation": [4],
     "m_ablation_n": 2,
 }
-# TL;DR: the keys notebooks 05, 06 and 07 share must agree (they select the caches and runs).
-TLDR_SHARED = {
+# The TL;DR spec's budgets (vbon.experiment, ("tldr", "paper")), merged the same way: one N
+# with M = 8 >= 4 N, one seed, 8 PPO phases (the least a convergence check judges) of 4 rows.
+TLDR_EXPERIMENT = {
     "train_prompts": 4,
+    "test_prompts": 4,
     "m": 8,
-    "eval_prompts": 4,
     "eval_m": 8,
-}
-TLDR_RUNS = {
-    **TLDR_SHARED,
-    "vbon_n": [2],
-    "kl_rl_beta": [1.0],
-    "bon_sft_n": [2],
+    "n_grid": [2],
     "seeds": [0],
-    "steps": 1,
-    "sft_steps": 2,
+    "bon_sft_n": [2],
+    "rl": {"steps": 8, "batch_prompts": 4, "mini_batch_size": 4, "micro_batch_size": 2},
+    "sft": {"steps": 2, "sft_groups": 1},
 }
 BUDGETS: dict[str, dict] = {
     "02_imdb_reference": {
@@ -83,12 +80,10 @@ BUDGETS: dict[str, dict] = {
         # The enumerable world's own spec (paper: the converged budgets, 120 runs).
         "enumerable": {"n_grid": [2, 4], "seeds": [0, 1], "rl": {"steps": 8}, "sft": {"steps": 8}},
     },
-    "05_tldr_reference": {**TLDR_SHARED, "m_grid": [2, 4], "n_show": 2},
-    "06_tldr_train": TLDR_RUNS,
+    "05_tldr_reference": {"m_grid": [2, 4], "n_show": 2, "world_checks": 10},
+    "06_tldr_train": {},
     "07_tldr_analysis": {
-        **TLDR_RUNS,
         "temperatures": [0.7, 1.0],
-        "policy_samples": 2,
         "bon_n": [2],
         "bon_pool": 4,
         "n_resamples": 2,
@@ -102,8 +97,8 @@ def rehearsal_parameters(name: str) -> dict:
     (the ``experiment`` block merged key by key, so the YAML's hub revisions stay)."""
     params = notebook_parameters(paths.notebooks_dir() / f"{name}.ipynb", "paper")
     budget = dict(BUDGETS[name])
-    if name.split("_")[1] == "imdb":
-        params["experiment"] = {**params.get("experiment", {}), **IMDB_EXPERIMENT}
+    extra = {"imdb": IMDB_EXPERIMENT, "tldr": TLDR_EXPERIMENT}[name.split("_")[1]]
+    params["experiment"] = {**params.get("experiment", {}), **extra}
     params.update(budget)
     return params
 

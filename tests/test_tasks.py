@@ -89,8 +89,10 @@ def test_smoke_imdb(toy_worlds) -> None:
 def test_smoke_tldr(toy_worlds) -> None:
     task = get_task("tldr", n_test=64)
     assert task.policy_id == str(toy_worlds["toy-tldr"].policy_path)
+    from vbon.toy.build import TLDR_EOS_PENALTY
+
     assert task.sampling == SamplingConfig(
-        max_new_tokens=50, temperature=0.7, top_k=0, top_p=1.0, eos_penalty=-1.0
+        max_new_tokens=50, temperature=0.7, top_k=0, top_p=1.0, eos_penalty=TLDR_EOS_PENALTY
     )
     assert len(task.test_prompts) == 64 and len(task.train_prompts) == len(
         toy_worlds["toy-tldr"].load_data()["train"]
@@ -99,18 +101,19 @@ def test_smoke_tldr(toy_worlds) -> None:
 
     post = P.generate_posts(1, seed=5)[0]
     good, vague = (
-        P.summarize(post, "full", np.random.default_rng(0)),
+        P.summarize(post, "best", np.random.default_rng(0)),
         P.summarize(post, "vague", np.random.default_rng(0)),
     )
     prompts = [post.prompt()] * 3
     r = task.reward_fn(prompts, [good.text, vague.text, good.text], eos=[True, True, False])
-    assert r[0] > r[1] and r[2] == -1.0
+    assert r[0] > r[1] and r[2] == TLDR_EOS_PENALTY
     model, tok = task.load_policy(device="cpu")
     ids = torch.tensor(
         [[5, tok.eos_token_id, tok.pad_token_id], [5, 6, 7], [5, 6, tok.eos_token_id]]
     )
     np.testing.assert_array_equal(
-        task.reward_fn(prompts, [good.text, good.text, good.text], completion_ids=ids)[1:2], [-1.0]
+        task.reward_fn(prompts, [good.text, good.text, good.text], completion_ids=ids)[1:2],
+        [TLDR_EOS_PENALTY],
     )
     with pytest.raises(ValueError, match="eos"):
         task.reward_fn(prompts, [good.text] * 3)

@@ -42,7 +42,7 @@ TINY_SENTIMENT = SentimentSettings(
 )
 TINY_TLDR = TldrSettings(
     n_sft=120, n_groups=30, n_valid=10, n_test=20, n_pairs_test=10, vocab_size=500, sft_steps=3, sft_batch=8,
-    rm_steps=3, rm_batch=2, n_quality=8,
+    rm_steps=3, rm_batch=2, n_quality=8, quality_m=4,
 )  # fmt: skip
 
 
@@ -103,21 +103,50 @@ def test_posts_have_the_tldr_format_and_state_their_facts() -> None:
         assert prompt.startswith(f"SUBREDDIT: r/{post.subreddit}\nTITLE: ")
         assert "\nPOST: " in prompt and prompt.endswith("\nTL;DR:")
         body = prompt.split("\nPOST: ")[1]
-        assert all(getattr(post, f) in body for f in ("person", "duration", "issue"))
+        assert all(
+            getattr(post, f) in body.lower() for f in ("person", "duration", "issue", "when")
+        )
+        assert post.ask[1:] in body
 
 
-def test_preferences_follow_facts_length_and_eos() -> None:
+def test_the_judge_reads_what_the_writer_wrote() -> None:
+    """Every grammar summary's judgement agrees with the writer's intent: an invented detail
+    is read as one, and a summary without one reads clean (2000 summaries of each writer)."""
+    rng = np.random.default_rng(5)
+    for style in (P.SFT_STYLE, P.PAIR_STYLE):
+        for post in P.generate_posts(2000, seed=9):
+            s = P.write_summary(post, rng, style)
+            assert (s.kind == "wrong") == (s.wrong > 0), (s.kind, s.text, post.prompt())
+            assert s.text.startswith(" ") and "\n" not in s.text
+
+
+def test_summaries_vary_and_sometimes_ramble() -> None:
+    rng = np.random.default_rng(0)
+    posts = P.generate_posts(100, seed=2)
+    distinct = [len({P.write_summary(p, rng).text for _ in range(32)}) / 32 for p in posts]
+    words = [P.write_summary(p, rng).judgement.words for p in posts for _ in range(10)]
+    assert np.mean(distinct) > 0.9
+    assert 0.05 < np.mean(np.array(words) > 40) < 0.3  # long enough to run past 50 tokens
+
+
+def test_preferences_follow_coverage_faithfulness_length_and_eos() -> None:
     rng = np.random.default_rng(0)
     post = P.generate_posts(1, seed=0)[0]
-    score = {k: P.preference_score(P.summarize(post, k, rng), True) for k in P.KINDS}
-    assert (
-        score["full"] > score["no_duration"] > score["short"] > score["ask_only"] > score["vague"]
-    )
-    assert score["wrong"] < score["vague"] and score["verbose"] < score["full"]
-    full = P.summarize(post, "full", rng)
-    assert P.preference_score(full, False) < P.preference_score(full, True)
+    best = P.summarize(post, "best", rng)
+    assert best.judgement.correct == frozenset(P.FACTS) and best.wrong == 0
+    score = {
+        k: P.preference_score(P.summarize(post, k, rng), True) for k in ("best", "vague", "wrong")
+    }
+    assert score["best"] == sum(P.FACT_WEIGHT.values())
+    assert score["best"] > score["wrong"] and score["best"] > score["vague"]
+    assert score["wrong"] < score["best"] - P.WRONG_COST + 1e-9  # the person is swapped: -1 - 2
+    rambled = best.text + " " + " ".join(P.RAMBLE)
+    assert P.preference_score(rambled, True, post) < score["best"]
+    assert P.preference_score(best, False) == score["best"] - P.NO_EOS_COST
     with pytest.raises(ValueError, match="kind"):
         P.summarize(post, "excellent", rng)
+    with pytest.raises(ValueError, match="post"):
+        P.preference_score(best.text, True)
     pairs = P.preference_pairs(P.generate_posts(200, seed=1), seed=2)
     gaps = [
         P.preference_score(x.chosen, x.chosen_eos) - P.preference_score(x.rejected, x.rejected_eos)
@@ -127,6 +156,20 @@ def test_preferences_follow_facts_length_and_eos() -> None:
     assert [x.chosen.text for x in pairs] == [
         x.chosen.text for x in P.preference_pairs(P.generate_posts(200, 1), 2)
     ]
+    groups = P.preference_groups(P.generate_posts(50, seed=3), seed=4)
+    assert all(len(g.summaries) == 6 for g in groups)
+    assert any(g.summaries[-1].kind == "wrong" for g in groups)  # the minimal pairs
+
+
+def test_pair_accuracy_counts_pairs_a_fact_apart_among_finished_summaries() -> None:
+    from vbon.toy.quality import pair_accuracy
+
+    hidden = np.array([[3.5, 2.5, 2.0, 3.4]])
+    ended = np.array([[True, True, True, False]])
+    # Pairs at least 1 apart among the finished: (0, 1), (0, 2); the RM orders the first right.
+    rewards = np.array([[1.0, 0.5, 2.0, 9.0]])
+    assert pair_accuracy(rewards, hidden, ended) == 0.5
+    assert np.isnan(pair_accuracy(rewards, hidden, np.zeros_like(ended)))
 
 
 # -- the build: cache, atomicity, determinism --------------------------------------------------------
@@ -225,20 +268,38 @@ def test_sentiment_world_quality(toy_worlds) -> None:
 
 
 def test_tldr_world_quality(toy_worlds) -> None:
+    """The world behaves like summarisation (issue 17): re-measured here on posts the build did
+    not use, through the public loaders, at the task's sampling settings."""
+    from vbon.toy.build import TLDR_EOS_PENALTY
+    from vbon.toy.quality import reward_model_checks, summary_statistics
+
     world = toy_worlds[TLDR]
     m = world.quality["metrics"]
     print(json.dumps(m, indent=1))
-    assert m["rm_heldout_pair_accuracy"] >= 0.9
-    assert m["sft_eos_rate_48"] >= 0.8
     assert all(world.quality["passed"].values())
 
     rm = load_reward_model(world.reward_path, device="cpu", batch_size=64)
+    lm, tok = load_causal_lm(world.policy_path, device="cpu")
+    posts = P.generate_posts(32, seed=999)
+    stats = summary_statistics(lm, tok, rm, posts, m=32, seed=3, eos_penalty=TLDR_EOS_PENALTY)
+    # Bars of vbon.toy.build.TLDR_BARS; measured on the build's 32 x 32 samples: distinct 0.96,
+    # RM-score mode 0.06, EOS 0.90, sample pair accuracy 0.88. Each bar is several SEs away
+    # (over 32 prompts: distinct SE ~0.01, mode ~0.01, EOS ~0.01, pair accuracy ~0.02).
+    assert stats["sft_distinct_share"] >= 0.75
+    assert stats["sft_mode_reward_share"] <= 0.10
+    assert 0.70 <= stats["sft_eos_rate"] <= 0.95
+    assert stats["rm_min_finished_minus_penalty"] > 0
+    assert stats["rm_sample_pair_accuracy"] >= 0.8
+
+    checks = reward_model_checks(rm, P.generate_posts(200, seed=998)).set_index("change")
+    print(checks)
+    # Coverage, brevity and invented claims: measured 1.0 on 200 posts; a swapped person, issue
+    # or ask of another post: 0.66-0.86, each interval above 1/2.
+    assert (checks.loc[checks["dimension"] != "faithfulness", "accuracy"] >= 0.95).all()
+    assert checks.loc["claim invented", "accuracy"] >= 0.95
+    assert (checks["low"] > 0.5).all()
     pairs = P.preference_pairs(P.generate_posts(400, seed=999), seed=998)
     prompts = [x.post.prompt() for x in pairs]
     r_c = rm(prompts, [x.chosen.text for x in pairs], eos=[x.chosen_eos for x in pairs])
     r_r = rm(prompts, [x.rejected.text for x in pairs], eos=[x.rejected_eos for x in pairs])
-    assert np.mean(r_c > r_r) >= 0.88
-    lm, tok = load_causal_lm(world.policy_path, device="cpu")
-    completions, ended = sample(lm, tok, prompts[:64], max_new_tokens=48, temperature=0.7, seed=3)
-    assert ended.mean() >= 0.8
-    assert np.mean([len(c.split()) for c in completions]) < 30
+    assert np.mean(r_c > r_r) >= 0.85  # measured 0.90 on the build's 1000 pairs (SE 0.015 here)

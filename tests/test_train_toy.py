@@ -118,3 +118,21 @@ def test_baselines_improve_over_the_reference(run, name):
     per_prompt = result.per_prompt()
     assert len(per_prompt) == result.config.eval_prompts
     assert per_prompt["win_rate"].mean() == pytest.approx(result.metrics["win_rate"], abs=1e-9)
+
+
+def test_evaluate_run_repeats_the_trainers_final_evaluation(run):
+    """``vbon.evaluate.evaluate_run`` is the trainer's evaluation of a saved run (notebook 07
+    relies on it to put the training temperature beside the others): the same numbers, up to
+    a reloaded model's last digits; at another temperature it evaluates something else."""
+    from vbon.evaluate import evaluate_run
+
+    result = run("kl_rl-rloo")
+    again = evaluate_run(result, progress=False).as_dict()
+    for key in ("reward", "win_rate", "kl_k1", "kl_k3"):
+        assert again[key] == pytest.approx(
+            result.metrics[key], abs=0.01 * result.metrics[f"{key}_se"]
+        )
+    colder = evaluate_run(result.run_dir, temperature=0.5, progress=False)
+    assert colder.kl_k3.mean != pytest.approx(result.metrics["kl_k3"])
+    with pytest.raises(ValueError, match="temperature"):
+        evaluate_run(result, object(), temperature=0.5)

@@ -498,15 +498,16 @@ def _plan_imdb(notebook: Path, profile: str) -> NotebookPlan:
 
 
 def _plan_tldr(notebook: Path, profile: str) -> NotebookPlan:
-    from vbon.train import TrainConfig
-    from vbon.train.sweep import grid
+    from vbon.experiment import experiment
 
     p = _parameters(notebook, profile)
     nb = NotebookPlan(notebook.stem, "tldr", measured_as="tldr")
-    overrides = {
-        "n_train": p["train_prompts"],
-        **({"variant": p["variant"]} if p.get("variant") else {}),
-    }
+    spec = _check_spec(
+        nb, lambda: experiment("tldr", profile, **p.get("experiment", {})), "experiment"
+    )
+    if spec is None:
+        return nb
+    overrides = dict(spec.task_overrides)
     gold_id = p.get("gold_reward_id") or None
     nb.sources = _task_sources("tldr", overrides, extra_reward=gold_id)
     policy = _size(nb.sources[0].repo_id)
@@ -517,41 +518,17 @@ def _plan_tldr(notebook: Path, profile: str) -> NotebookPlan:
     tokens = 550 + 50  # prompts of up to 512 policy tokens (about 550 with the cue), 50 new
     number = notebook.stem[:2]
     if number == "05":
-        nb.reference_samples = p["train_prompts"] * p["m"] + p["eval_prompts"] * p["eval_m"]
+        nb.reference_samples = spec.train_prompts * spec.m + spec.test_prompts * spec.eval_m
         nb.notes.append(
-            f"train cache {p['train_prompts']} x M={p['m']}, test cache {p['eval_prompts']} x {p['eval_m']}"
+            f"train cache {spec.train_prompts} x M={spec.m}, test cache {spec.test_prompts} x "
+            f"{spec.eval_m}"
         )
         nb.gpu_gib, nb.gpu_basis = _memory(
             policy, rewards[:1], train_layers=0, rows=128, minibatch=0, tokens=tokens
         )
         return nb
-    shared = dict(
-        task="tldr",
-        profile=profile,
-        task_overrides=overrides,
-        m=p["m"],
-        ref_seed=p["ref_seed"],
-        max_train_prompts=p["train_prompts"],
-        eval_prompts=p["eval_prompts"],
-        eval_m=p["eval_m"],
-    )
-    rl = dict(shared, algorithm=p["algorithm"], steps=p["steps"], lr=p["lr"])
-
-    def configs() -> list[Any]:  # the grid notebooks 06 and 07 build
-        return (
-            grid(TrainConfig(method="vbon", **rl), n=p["vbon_n"], seed=p["seeds"])
-            + grid(
-                TrainConfig(method="kl_rl", beta=1.0, **rl), beta=p["kl_rl_beta"], seed=p["seeds"]
-            )
-            + grid(
-                TrainConfig(method="bon_sft", steps=p["sft_steps"], lr=p["sft_lr"], **shared),
-                n=p["bon_sft_n"],
-                seed=p["seeds"],
-            )
-        )
-
-    built = _check_spec(nb, configs, "sweep configs") or []
-    runs = len(built)
+    # The grid notebooks 06 and 07 build: the spec's sweep, the exact reward at every N.
+    built = _check_spec(nb, lambda: spec.sweep_configs(exact_n=spec.n_grid), "sweep configs") or []
     if number == "06":
         nb.runs = _groups(built)
         nb.notes.append("reference caches: notebook 05's (loaded, built here when missing)")
@@ -568,20 +545,28 @@ def _plan_tldr(notebook: Path, profile: str) -> NotebookPlan:
         )
         return nb
     nb.runs = _groups(built, trained_here=False)
+    n_main = max(spec.n_grid)
+    swept = [
+        c
+        for c in built
+        if (c.method == "kl_rl" and abs(c.beta - 1 / (n_main - 1)) < 1e-12)
+        or (c.method != "kl_rl" and c.n == n_main)
+    ]
     temps = list(p["temperatures"])
     t_train = 0.7
     new_refs = sum(1 for t in temps if t != t_train)  # the training temperature's is 05's
-    nb.reference_samples = new_refs * p["eval_prompts"] * p["eval_m"]
-    nb.bon_pool_samples = len(temps) * p["eval_prompts"] * p["bon_pool"]
-    nb.other_samples = len(temps) * runs * p["eval_prompts"] * p["policy_samples"]
+    k = swept[0].eval_k if swept else 4
+    nb.reference_samples = new_refs * spec.test_prompts * spec.eval_m
+    nb.bon_pool_samples = len(temps) * spec.test_prompts * p["bon_pool"]
+    nb.other_samples = len(temps) * len(swept) * spec.test_prompts * k
     nb.notes.append(
-        f"{len(temps)} temperatures x (BoN pool {p['eval_prompts']} x {p['bon_pool']}, "
-        f"{runs} runs x {p['eval_prompts']} x {p['policy_samples']} policy samples); "
+        f"{len(temps)} temperatures x (BoN pool {spec.test_prompts} x {p['bon_pool']}, "
+        f"{len(swept)} runs at N = {n_main} x {spec.test_prompts} x {k} policy samples); "
         f"test caches at {new_refs} new temperatures; runs: notebook 06's (loaded)"
     )
     if gold_id:
-        nb.reference_samples += p["eval_prompts"] * p["eval_m"]  # the gold RM's test cache
-        nb.other_samples += runs * p["eval_prompts"] * p["policy_samples"]
+        nb.reference_samples += spec.test_prompts * spec.eval_m  # the gold RM's test cache
+        nb.other_samples += 2 * len(swept) * spec.test_prompts * k
         nb.notes.append(f"gold RM {gold_id}: a test cache and every run re-evaluated")
     nb.gpu_gib, nb.gpu_basis = _memory(
         policy, rewards, train_layers=0, rows=128, minibatch=0, tokens=tokens

@@ -35,6 +35,7 @@ __all__ = [
     "sample_pool",
     "evaluate_bon_on_task",
     "evaluate_policy_on_task",
+    "evaluate_run",
 ]
 
 
@@ -498,9 +499,12 @@ def _score_pool(
     rewards, extras = score_with_extras(
         task.reward_fn, repeated, completions.texts, completions.ended
     )
-    lp = completion_logprobs(
-        model, completions, temperature=s.temperature, batch_size=batch_size
-    ).numpy()
+    lp = completions.logprobs  # summed while sampling: no second pass over the pool
+    if lp is None:
+        lp = completion_logprobs(
+            model, completions, temperature=s.temperature, batch_size=batch_size
+        )
+    lp = lp.numpy()
     shape = (len(prompts), size)
     return SamplePool(
         prompts=list(prompts),
@@ -572,6 +576,7 @@ def evaluate_policy_on_task(
     batch_size: int = 64,
     progress: bool = True,
     precision: str | None = None,
+    reference: Any = None,
 ) -> PolicyEvaluation:
     """``evaluate_policy`` of a saved policy on the task's first ``prompts`` test prompts.
 
@@ -579,7 +584,8 @@ def evaluate_policy_on_task(
     evaluate a policy away from its training temperature; the win rate is then against pi_ref
     samples at that temperature and the KL is between the two tempered policies). The policy,
     pi_ref and the test reference cache run at one ``precision`` (``vbon.precision``; None: the
-    device's default, the trainer's with ``mixed_precision="auto"``).
+    device's default, the trainer's with ``mixed_precision="auto"``). ``reference``: pi_ref
+    already loaded (at that precision), so that evaluating many policies loads it once.
     """
     from vbon.models import cpu_threads, load_causal_lm
     from vbon.precision import load_dtype, precision_context, resolve_precision
@@ -591,7 +597,8 @@ def evaluate_policy_on_task(
         task, "test", m, seed=ref_seed, max_prompts=prompts, progress=progress, precision=precision
     )
     policy, tokenizer = load_causal_lm(policy_path, **dtype)
-    reference, _ = task.load_reference(**dtype)
+    if reference is None:
+        reference, _ = task.load_reference(**dtype)
     with cpu_threads(task.cpu_threads), precision_context(precision, policy.device):
         return evaluate_policy(
             policy,
@@ -606,6 +613,55 @@ def evaluate_policy_on_task(
             seed=seed,
             win_method=win_method,
         )
+
+
+def evaluate_run(
+    run: Any,
+    task: Any = None,
+    *,
+    temperature: float | None = None,
+    reference: Any = None,
+    progress: bool = True,
+) -> PolicyEvaluation:
+    """A trained run's final policy evaluated exactly as its trainer evaluated it: the same
+    test prompts, test reference cache, samples per prompt (``eval_k``), evaluation seed and
+    win-rate method, through ``evaluate_policy``. At the run's own sampling settings this
+    repeats the run's final evaluation (up to the last digits of a reloaded model); with
+    ``temperature`` (or a ``task`` built with other settings) it evaluates the policy there,
+    against pi_ref at the same settings.
+
+    ``run``: a ``TrainResult`` or a run directory. ``reference``: pi_ref, already loaded.
+    """
+    from vbon.precision import sampling_precision
+    from vbon.tasks import get_task
+    from vbon.train.loop import EVAL_SEED_OFFSET, TrainResult, load_run
+
+    run = run if isinstance(run, TrainResult) else load_run(run)
+    cfg = run.config
+    if task is None:
+        overrides = dict(cfg.task_overrides)
+        for name in ("max_new_tokens", "temperature", "top_k", "top_p"):
+            if getattr(cfg, name) is not None:
+                overrides[name] = getattr(cfg, name)
+        if temperature is not None:
+            overrides["temperature"] = temperature
+        task = get_task(cfg.task, cfg.profile, **overrides)
+    elif temperature is not None:
+        raise ValueError("temperature: pass either a task or a temperature, not both")
+    return evaluate_policy_on_task(
+        run.policy_path,
+        task,
+        prompts=cfg.eval_prompts,
+        m=cfg.eval_m,
+        k=cfg.eval_k,
+        seed=cfg.seed + EVAL_SEED_OFFSET,
+        ref_seed=cfg.ref_seed,
+        win_method=cfg.win_method,
+        batch_size=max(64, cfg.eval_k),
+        progress=progress,
+        precision=sampling_precision(cfg.mixed_precision),
+        reference=reference,
+    )
 
 
 def policy_samples(task: Any, prompts: Sequence[str], run_dir: Any, *, seed: int = 0) -> list[str]:

@@ -40,6 +40,11 @@ __all__ = [
     "enumerable_runs",
     "bon_intervals",
     "enumerable_per_seed",
+    "reference_points",
+    "temperature_points",
+    "temperature_table",
+    "gap_interval",
+    "evaluations_agree",
 ]
 
 METRICS = ("reward", "win_rate", "kl", "kl_k1", "length")
@@ -355,3 +360,625 @@ def enumerable_per_seed(
         }
     )
     return table.groupby("seed").mean()
+
+
+# -- the temperature sweep (TL;DR, notebook 07) ---------------------------------------------------
+def temperature_points(
+    spec: Any,
+    sweep: pd.DataFrame,
+    temperatures: Sequence[float],
+    *,
+    bon_n: Sequence[int],
+    bon_pool: int,
+    n_resamples: int = 4,
+) -> tuple[pd.DataFrame, dict[float, Any]]:
+    """Every policy of ``sweep``, BoN at each N of ``bon_n`` and pi_ref, at each temperature T,
+    per test prompt (the unit the intervals resample).
+
+    Policies are evaluated by ``vbon.evaluate.evaluate_run`` (each as its trainer evaluated it,
+    at T), against a test reference cache drawn at T, pi_ref loaded once; BoN picks from
+    ``bon_pool`` fresh pi_ref samples per prompt at T (``evaluate_bon_on_task``); pi_ref's row
+    is its test cache at T (reward and EOS rate of its ``eval_m`` samples, win rate 1/2, KL 0).
+
+    Returns the long table (config, method, n, beta, seed (-1: no training seed), temperature,
+    prompt, reward, win_rate, kl (k3), kl_k1, eos, length; BoN and pi_ref rows have no k1 or
+    length) and the BoN pool of each temperature.
+    """
+    from vbon.evaluate import evaluate_bon_on_task, evaluate_run
+    from vbon.reference import build_task_reference
+    from vbon.tasks import get_task
+    from vbon.train.loop import load_run
+
+    runs = [load_run(d) for d in sweep["run_dir"]]
+    reference = None
+    parts, pools = [], {}
+    for t in temperatures:
+        task = get_task(spec.task, spec.profile, **spec.task_overrides, temperature=t)
+        ref = build_task_reference(
+            task, "test", spec.eval_m, seed=spec.ref_seed, max_prompts=spec.test_prompts
+        )
+        parts.append(reference_points(ref).assign(temperature=t))
+        _, pools[t], per = evaluate_bon_on_task(
+            task,
+            bon_n,
+            prompts=spec.test_prompts,
+            m=spec.eval_m,
+            pool_size=bon_pool,
+            n_resamples=n_resamples,
+            ref_seed=spec.ref_seed,
+            per_prompt=True,
+        )
+        per = per.assign(config=[f"bon N={n}" for n in per["N"]], method="bon", n=per["N"])
+        parts.append(per.drop(columns="N").assign(seed=-1, temperature=t))
+        if reference is None:
+            reference, _ = task.load_reference()
+        for row, run in zip(sweep.itertuples(index=False), runs, strict=True):
+            ev = evaluate_run(run, task, reference=reference, progress=False)
+            parts.append(
+                ev.per_prompt.rename(columns={"kl_k3": "kl"}).assign(
+                    config=config_label(row.method, row.n, row.beta),
+                    method=row.method,
+                    n=row.n,
+                    beta=row.beta,
+                    seed=int(row.seed),
+                    temperature=t,
+                )
+            )
+    out = pd.concat(parts, ignore_index=True)
+    lead = ["config", "method", "n", "beta", "seed", "temperature", "prompt"]
+    return out[lead + [c for c in out.columns if c not in lead]], pools
+
+
+def reference_points(cache: Any) -> pd.DataFrame:
+    """pi_ref's rows of a points table, per test prompt, from its test reference cache: the
+    mean reward and EOS rate of the cached samples, win rate 1/2 and KL 0 (by definition);
+    config "pi_ref", method "ref", seed -1 (no training seed)."""
+    return pd.DataFrame(
+        {
+            "config": "pi_ref",
+            "method": "ref",
+            "seed": -1,
+            "prompt": np.arange(len(cache)),
+            "reward": cache.rewards().mean(axis=1),
+            "win_rate": 0.5,
+            "kl": 0.0,
+            "eos": np.asarray(cache.column("ended"), dtype=float).mean(axis=1),
+        }
+    )
+
+
+def _seed_prompt(part: pd.DataFrame, metric: str, seeds: Sequence[int]) -> np.ndarray:
+    """One configuration's ``metric`` as a (seeds, prompts) array; a configuration without a
+    training seed (BoN, pi_ref: seed -1) is the same for every seed."""
+    wide = part.pivot_table(index="seed", columns="prompt", values=metric)
+    if list(wide.index) == [-1]:
+        return np.repeat(wide.to_numpy(), len(seeds), axis=0)
+    out = wide.reindex(seeds).to_numpy()
+    if np.isnan(out).any():
+        raise ValueError(f"points: {metric} misses some (seed, prompt) cells")
+    return out
+
+
+def _seeds(points: pd.DataFrame) -> list[int]:
+    seeds = sorted(int(s) for s in points["seed"].unique() if s >= 0)
+    return seeds or [-1]
+
+
+def temperature_table(
+    points: pd.DataFrame, metrics: Sequence[str] = ("reward", "win_rate", "kl", "eos")
+) -> pd.DataFrame:
+    """Each configuration's mean metrics at each temperature with 95% intervals (training seeds
+    and test prompts resampled together, one bootstrap per temperature for all configurations,
+    so they stay paired) and standard errors (the SD of the bootstrap means).
+
+    Returns one row per (config, temperature): config, method, temperature, and per metric its
+    estimate, ``_low``, ``_high`` and ``_se``.
+    """
+    seeds = _seeds(points)
+    rows = []
+    for t, at_t in points.groupby("temperature", sort=True):
+        configs = list(dict.fromkeys(at_t["config"]))
+        groups = {c: at_t[at_t["config"] == c] for c in configs}
+        present = {m: [c for c in configs if groups[c][m].notna().all()] for m in metrics}
+        cubes = {
+            m: np.stack([_seed_prompt(groups[c], m, seeds) for c in present[m]]) for m in metrics
+        }
+
+        def stat(s: np.ndarray, p: np.ndarray, cubes: dict = cubes) -> np.ndarray:
+            return np.concatenate([c[:, s][:, :, p].mean(axis=(1, 2)) for c in cubes.values()])
+
+        n_prompts = next(iter(cubes.values())).shape[2]
+        est, lo, hi = crossed_bootstrap(stat, len(seeds), n_prompts)
+        spread = _bootstrap_se(stat, len(seeds), n_prompts)
+        for c in configs:
+            row = {"config": c, "method": groups[c]["method"].iloc[0], "temperature": t}
+            offset = 0
+            for m in metrics:
+                if c in present[m]:
+                    j = offset + present[m].index(c)
+                    row.update(
+                        {m: est[j], f"{m}_low": lo[j], f"{m}_high": hi[j], f"{m}_se": spread[j]}
+                    )
+                offset += len(present[m])
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _bootstrap_se(stat: Any, n_seeds: int, n_prompts: int, n: int = 400) -> np.ndarray:
+    """Standard errors: the SD of ``stat`` over crossed bootstrap resamples (seeds, prompts)."""
+    rng = np.random.default_rng(0)
+    draws = [
+        stat(
+            rng.integers(n_seeds, size=n_seeds) if n_seeds > 1 else np.arange(1),
+            rng.integers(n_prompts, size=n_prompts),
+        )
+        for _ in range(n)
+    ]
+    return np.asarray(draws).std(axis=0, ddof=1)
+
+
+def gap_interval(
+    points: pd.DataFrame, config: str, others: Sequence[str], metric: str = "reward"
+) -> Interval:
+    """``config``'s mean ``metric`` minus the largest mean among ``others`` (one temperature's
+    points), with its 95% interval: seeds and prompts resampled, the max taken in each
+    resample. BoN and pi_ref rows (no training seed) are the same for every seed."""
+    seeds = _seeds(points)
+    a = _seed_prompt(points[points["config"] == config], metric, seeds)
+    bs = [_seed_prompt(points[points["config"] == o], metric, seeds) for o in others]
+    if not bs:
+        raise ValueError("others: need at least one configuration to compare with")
+
+    def stat(s: np.ndarray, p: np.ndarray) -> float:
+        return float(a[np.ix_(s, p)].mean() - max(b[np.ix_(s, p)].mean() for b in bs))
+
+    est, lo, hi = crossed_bootstrap(stat, len(seeds), a.shape[1])
+    unit = f"{len(seeds) if seeds != [-1] else 0} seeds x {a.shape[1]} prompts resampled"
+    return Interval(float(est), float(lo), float(hi), unit)
+
+
+def evaluations_agree(
+    points: pd.DataFrame, sweep: pd.DataFrame, temperature: float
+) -> pd.DataFrame:
+    """Each run's evaluation at its training ``temperature`` in ``points`` (``evaluate_run``)
+    beside the final evaluation its trainer wrote (notebook 06): the per-run means of reward,
+    win rate and KL, their difference, and that difference in units of the trainer's SE."""
+    from vbon.train.loop import load_run
+
+    at = points[points["temperature"] == temperature]
+    rows = []
+    for row in sweep.itertuples(index=False):
+        run = load_run(row.run_dir)
+        mine = at[(at["config"] == config_label(row.method, row.n, row.beta))]
+        mine = mine[mine["seed"] == int(row.seed)]
+        for metric, key in (("reward", "reward"), ("win_rate", "win_rate"), ("kl", "kl_k3")):
+            trainer, se = float(run.metrics[key]), float(run.metrics[f"{key}_se"])
+            diff = float(mine[metric].mean()) - trainer
+            rows.append(
+                {
+                    "run": row.run_name,
+                    "metric": metric,
+                    "06 (trainer)": trainer,
+                    "07 (evaluate_run)": trainer + diff,
+                    "difference": diff,
+                    "in SEs": abs(diff) / se if se > 0 else (0.0 if diff == 0 else np.inf),
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+# -- the TL;DR world's statistics (notebook 05) ---------------------------------------------------
+def summary_variety(cache: Any, *, first: int = 32) -> pd.DataFrame:
+    """How varied and how finished pi_ref's summaries are, per prompt, from a reference cache's
+    first ``first`` draws: the share of distinct texts (when the cache kept them), the share of
+    the most frequent reward-model score among the finished summaries (and of the most frequent
+    reward, the unfinished ones' r_EOS included), and the share that ended with EOS; the mean
+    over prompts with a 95% interval resampling the prompts. One row per statistic: estimate,
+    low, high, prompts."""
+    rewards = cache.rewards()[:, :first]
+    ended = np.asarray(cache.column("ended"), dtype=bool)[:, :first]
+    # Unfinished summaries all get r_EOS by design: the ties that matter are the reward
+    # model's, among finished summaries (a repeated text), counted out of all draws.
+    per_prompt = {
+        "share of the most frequent reward-model score": [
+            np.unique(r[e], return_counts=True)[1].max(initial=0) / r.size
+            for r, e in zip(rewards, ended, strict=True)
+        ],
+        "share of the most frequent reward (r_EOS included)": [
+            np.unique(r, return_counts=True)[1].max() / r.size for r in rewards
+        ],
+        "EOS rate": ended.mean(axis=1),
+    }
+    try:
+        texts = cache.column("texts")
+    except (KeyError, ValueError):
+        texts = None
+    if texts is not None:
+        per_prompt = {
+            "share of distinct texts": [len(set(t[:first])) / len(t[:first]) for t in texts],
+            **per_prompt,
+        }
+    rows = []
+    for name, values in per_prompt.items():
+        ci = mean_ci(np.asarray(values, dtype=float))
+        rows.append(
+            {
+                "statistic": name,
+                "estimate": ci.estimate,
+                "low": ci.low,
+                "high": ci.high,
+                "prompts": len(rewards),
+                "draws per prompt": rewards.shape[1],
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+# The toy-tldr world's bars on its summaries (vbon.toy.build.TLDR_BARS): what makes it behave
+# like summarisation. Claims against them are decided by the interval.
+VARIETY_BARS = {
+    "share of distinct texts": (">", 0.75),
+    "share of the most frequent reward-model score": ("<", 0.10),
+}
+EOS_BAND = (0.70, 0.95)
+
+
+def variety_claims(variety: pd.DataFrame, *, seeds: Sequence[int]) -> list[Any]:
+    """Verdicts on ``summary_variety``'s rows (indexed by statistic): distinct texts above 75%,
+    the most frequent reward below 10%, the EOS rate inside [0.70, 0.95]."""
+    from vbon.stats import decide
+
+    out = []
+    for name, (direction, bar) in VARIETY_BARS.items():
+        if name in variety.index:
+            row = variety.loc[name]
+            interval = Interval(
+                row["estimate"], row["low"], row["high"], f"{row['prompts']} prompts"
+            )
+            out.append(
+                decide(
+                    f"varied summaries: {name} {direction} {bar:g}",
+                    interval,
+                    seeds=seeds,
+                    direction=direction,
+                    threshold=bar,
+                )
+            )
+    row = variety.loc["EOS rate"]
+    mid, half = sum(EOS_BAND) / 2, (EOS_BAND[1] - EOS_BAND[0]) / 2
+    interval = Interval(
+        row["estimate"] - mid, row["low"] - mid, row["high"] - mid, f"{row['prompts']} prompts"
+    )
+    out.append(
+        decide(
+            f"pi_ref ends within the budget {EOS_BAND[0]:.0%}-{EOS_BAND[1]:.0%} of the time (EOS rate minus {mid:g})",
+            interval,
+            seeds=seeds,
+            direction="within",
+            threshold=half,
+        )
+    )
+    return out
+
+
+def reward_model_checks(
+    task: Any, test_ref: Any, *, posts: int = 200, seed: int = 0
+) -> pd.DataFrame | None:
+    """On the toy-tldr world (None elsewhere: no hidden judgement): the reward model's
+    minimal-pair checks (``vbon.toy.quality.reward_model_checks``) on ``posts`` held-out posts,
+    and one more row: on the test cache's own summaries, the share of same-prompt pairs of
+    finished summaries whose hidden judgements differ by at least 1 that the rewards order the
+    same way (``pair_accuracy``; the interval resamples the prompts)."""
+    from vbon.tasks.base import TOY_PROFILES
+
+    if task.profile not in TOY_PROFILES or task.name != "tldr":
+        return None
+    from vbon.toy import posts as P
+    from vbon.toy import quality as Q
+
+    known = Q.world_posts()
+    held_out = [known[p] for p in list(known)[-posts:]]  # the test split's last posts
+    table = Q.reward_model_checks(task.reward_fn, held_out, seed=seed)
+    try:
+        texts = test_ref.column("texts")
+    except (KeyError, ValueError):
+        return table
+    rewards = test_ref.rewards()
+    ended = np.asarray(test_ref.column("ended"), dtype=bool)
+    hidden = np.array(
+        [
+            [P.preference_score(t, bool(e), known[prompt]) for t, e in zip(row, ends, strict=True)]
+            for prompt, row, ends in zip(test_ref.prompts, texts, ended, strict=True)
+        ]
+    )
+
+    def acc(_: np.ndarray, p: np.ndarray) -> float:
+        return Q.pair_accuracy(rewards[p], hidden[p], ended[p])
+
+    est, lo, hi = crossed_bootstrap(acc, 1, len(rewards))
+    extra = {
+        "dimension": "all",
+        "change": "pi_ref's own summaries, pairs a fact or an invention apart",
+        "accuracy": float(est),
+        "low": float(lo),
+        "high": float(hi),
+        "posts": len(rewards),
+        "reward difference": np.nan,
+    }
+    return pd.concat([table, pd.DataFrame([extra])], ignore_index=True)
+
+
+def reward_model_claims(checks: pd.DataFrame | None) -> list[Any]:
+    """One verdict per dimension of ``reward_model_checks``: the reward model prefers the
+    better summary more often than not (the lowest accuracy of the dimension's checks minus 1/2,
+    above 0), and on pi_ref's own summaries."""
+    from vbon.stats import decide
+
+    if checks is None:
+        return []
+    out = []
+    for dimension, part in checks.groupby("dimension", sort=False):
+        worst = part.loc[part["accuracy"].idxmin()]
+        interval = Interval(
+            worst["accuracy"] - 0.5,
+            worst["low"] - 0.5,
+            worst["high"] - 0.5,
+            f"{int(worst['posts'])} posts",
+        )
+        out.append(
+            decide(
+                f"the reward model ranks by {dimension if dimension != 'all' else 'the judgement'}: "
+                f"accuracy minus 1/2 of its weakest check ({worst['change']}), above 0",
+                interval,
+                seeds=[],
+            )
+        )
+    return out
+
+
+def bon_kl_validity(spec: Any, pools: Mapping[float, Any], bon_n: Sequence[int]) -> pd.DataFrame:
+    """Where BoN's exact-formula KL estimate can be trusted, per temperature and N: the share
+    of BoN's choices whose estimated F_hat(r(y)) + pi_ref(y) exceeds 1 (the true F never
+    allows it; the estimate is then clipped and can leave the bound log N - (N-1)/N)."""
+    from vbon.reference import build_task_reference
+    from vbon.tasks import get_task
+
+    rows = []
+    for t, pool in pools.items():
+        task = get_task(spec.task, spec.profile, **spec.task_overrides, temperature=t)
+        cdf = build_task_reference(
+            task, "test", spec.eval_m, seed=spec.ref_seed, max_prompts=spec.test_prompts
+        ).cdf()
+        idx = np.arange(len(pool.prompts))
+        for n in bon_n:
+            pick = pool.best_of(n)
+            f_hat = np.exp(cdf.log_cdf(pool.rewards[idx, pick], idx))
+            share = float(np.mean(f_hat + np.exp(pool.ref_logprobs[idx, pick]) > 1))
+            rows.append({"temperature": t, "N": n, "share with F_hat + pi_ref(y) > 1": share})
+    return pd.DataFrame(rows)
+
+
+def samples_side_by_side(
+    task: Any, pool: Any, runs: Mapping[str, Any], *, prompts: int, bon_n: int
+) -> pd.DataFrame:
+    """For the first ``prompts`` test prompts of ``pool``: a pi_ref summary and BoN's choice at
+    ``bon_n`` (from the pool), then one summary of each run's policy (``runs``: label -> run
+    directory), each with its reward."""
+    from vbon.evaluate import policy_samples
+
+    pick = pool.best_of(bon_n)
+    rows = []
+    for i in range(min(prompts, len(pool.prompts))):
+        title = next((x for x in pool.prompts[i].splitlines() if x.startswith("TITLE:")), "")
+        rows.append(
+            {
+                "prompt": title,
+                "who": "pi_ref",
+                "text": f"[{pool.rewards[i, 0]:+.2f}] {pool.texts[i][0]}",
+            }
+        )
+        rows.append(
+            {
+                "prompt": title,
+                "who": f"BoN N={bon_n}",
+                "text": f"[{pool.rewards[i, pick[i]]:+.2f}] {pool.texts[i][pick[i]]}",
+            }
+        )
+    titles = [r["prompt"] for r in rows[::2]]
+    for label, run_dir in runs.items():
+        texts = policy_samples(task, pool.prompts[: len(titles)], run_dir)
+        rows += [{"prompt": p, "who": label, "text": t} for p, t in zip(titles, texts, strict=True)]
+    order = {p: k for k, p in enumerate(dict.fromkeys(r["prompt"] for r in rows))}
+    out = pd.DataFrame(rows)
+    return out.sort_values("prompt", key=lambda s: s.map(order), kind="stable").reset_index(
+        drop=True
+    )
+
+
+def gold_vs_proxy(
+    spec: Any, sweep: pd.DataFrame, pool: Any, gold_reward_id: str, *, bon_n: Sequence[int]
+) -> pd.DataFrame:
+    """Every policy of ``sweep`` and BoN at each N (chosen by the proxy reward from ``pool``, at
+    the training temperature) scored by a second, "gold" reward model, with win rates against a
+    gold-scored test reference cache: the proxy and gold win rates and what was lost between
+    them (a method that overfits the proxy loses more)."""
+    from vbon.evaluate import evaluate_run, win_rate
+    from vbon.reference import build_task_reference
+    from vbon.tasks import get_task
+
+    task = spec.load_task()
+    gold_task = get_task(spec.task, spec.profile, **spec.task_overrides, reward_id=gold_reward_id)
+    caches = {
+        name: build_task_reference(
+            t, "test", spec.eval_m, seed=spec.ref_seed, max_prompts=spec.test_prompts
+        ).cdf()
+        for name, t in (("proxy", task), ("gold", gold_task))
+    }
+    idx = np.arange(len(pool.prompts))
+    rows = []
+    for n in bon_n:
+        pick = pool.best_of(n)
+        chosen = [pool.texts[i][j] for i, j in zip(idx, pick, strict=True)]
+        gold = gold_task.reward_fn(pool.prompts, chosen, eos=pool.ended[idx, pick])
+        rows.append(
+            {
+                "config": "pi_ref" if n == 1 else f"bon N={n}",
+                "proxy win rate": win_rate(pool.rewards[idx, pick], caches["proxy"]).mean,
+                "gold win rate": win_rate(gold, caches["gold"]).mean,
+            }
+        )
+    for row in sweep.itertuples(index=False):
+        proxy = evaluate_run(row.run_dir, progress=False)
+        gold = evaluate_run(row.run_dir, gold_task, progress=False)
+        rows.append(
+            {
+                "config": config_label(row.method, row.n, row.beta),
+                "proxy win rate": proxy.win_rate.mean,
+                "gold win rate": gold.win_rate.mean,
+            }
+        )
+    out = pd.DataFrame(rows).groupby("config", sort=False).mean().reset_index()
+    out["win rate lost on gold"] = out["proxy win rate"] - out["gold win rate"]
+    return out
+
+
+def vbon_sweep_claims(
+    table: pd.DataFrame, points: pd.DataFrame, spec: Any, *, figure: str = ""
+) -> list[Any]:
+    """The verdicts on a text sweep's final evaluation (notebook 06), each by its interval:
+
+    - every vBoN configuration (bound and exact) beats pi_ref: win rate minus 1/2 above 0;
+    - vBoN's KL grows with N (largest minus smallest N of ``spec.n_grid``);
+    - vBoN's KL stays below log N - (N-1)/N, the upper bound on BoN's own KL, at each N;
+    - the exact reward's configuration beats the bound's in win rate, at each N;
+    - vBoN at the largest N ends its summaries more often than pi_ref (EOS rate difference).
+
+    ``table``: ``point_table`` of the runs; ``points``: ``run_points`` plus pi_ref's
+    ``reference_points`` (config "pi_ref", seed -1).
+    """
+    from vbon.bon import kl_bon_bound
+    from vbon.stats import decide
+
+    unit = f"{len(spec.seeds)} seeds x {spec.test_prompts} prompts"
+    runs = points[points["seed"] >= 0]
+    by_config = table.set_index("config")
+    n_lo, n_hi = min(spec.n_grid), max(spec.n_grid)
+    out = [
+        decide(
+            f"{c}: win rate against pi_ref minus 1/2, above 0",
+            row_interval(by_config.loc[c], "win_rate", unit=unit, minus=0.5),
+            seeds=spec.seeds,
+            figure=figure,
+        )
+        for c in by_config.index
+        if c.startswith("vbon")
+    ]
+    grows = paired_difference(runs, [(f"vbon N={n_hi}", f"vbon N={n_lo}")], ["kl"]).iloc[0]
+    out.append(
+        decide(
+            f"sanity check: vbon's KL grows with N (KL at N={n_hi} minus KL at N={n_lo})",
+            row_interval(grows, "difference", unit=unit),
+            seeds=spec.seeds,
+            figure=figure,
+        )
+    )
+    out += [
+        decide(
+            f"vbon N={n}: KL minus BoN's KL bound log N - (N-1)/N, below 0",
+            row_interval(by_config.loc[f"vbon N={n}"], "kl", unit=unit, minus=kl_bon_bound(n)),
+            seeds=spec.seeds,
+            direction="<",
+            figure=figure,
+        )
+        for n in spec.n_grid
+    ]
+    pairs = [(f"vbon_exact N={n}", f"vbon N={n}") for n in spec.n_grid]
+    exact = paired_difference(runs, pairs, ["win_rate"])
+    out += [
+        decide(
+            f"{row['a']} beats {row['b']} (win rate difference, above 0)",
+            row_interval(row, "difference", unit=unit),
+            seeds=spec.seeds,
+        )
+        for _, row in exact.iterrows()
+    ]
+    out.append(
+        decide(
+            f"the EOS penalty teaches vbon N={n_hi} to end: its EOS rate minus pi_ref's, above 0",
+            gap_interval(points, f"vbon N={n_hi}", ["pi_ref"], "eos"),
+            seeds=spec.seeds,
+        )
+    )
+    return out
+
+
+def temperature_claims(
+    points: pd.DataFrame,
+    main: str,
+    others: Sequence[str],
+    bon: str,
+    *,
+    seeds: Sequence[int],
+    figure: str = "",
+) -> list[Any]:
+    """The paper's temperature claim, three verdicts per temperature of ``points`` (notebook
+    07), each a reward difference with its interval (``gap_interval``): ``main`` beats pi_ref;
+    ``main`` beats every one of ``others`` (minus the best of them); ``bon`` beats ``main``."""
+    from vbon.stats import decide
+
+    out = []
+    for t, at_t in points.groupby("temperature"):
+        for text, a, b in (
+            (f"{main} beats pi_ref", main, ["pi_ref"]),
+            (f"{main} beats every other fine-tuned policy (minus the best other's)", main, others),
+            (f"{bon} beats {main}", bon, [main]),
+        ):
+            out.append(
+                decide(
+                    f"T={t:g}: {text} (reward difference, above 0)",
+                    gap_interval(at_t, a, b),
+                    seeds=seeds,
+                    figure=figure,
+                )
+            )
+    return out
+
+
+def reference_cache_claims(
+    rewards: np.ndarray, fhat_error: Mapping[int, np.ndarray], *, seeds: Sequence[int]
+) -> list[Any]:
+    """Two verdicts on a train reference cache (notebook 05), intervals over its prompts:
+    F_hat from fewer draws approaches F_hat at M (the per-prompt error at the smallest M'
+    minus at the largest, above 0; ``fhat_error``: M' -> per-prompt mean |F_hat_M' - F_hat_M|),
+    and whether the reward varies more between prompts than within (the between-prompt
+    share of the variance, above 1/2)."""
+    from vbon.stats import decide
+
+    out = []
+    small = sorted(fhat_error)
+    if len(small) > 1:
+        out.append(
+            decide(
+                f"F_hat from fewer draws approaches F_hat at M (mean error at M'={small[0]} minus "
+                f"at M'={small[-1]}, above 0)",
+                mean_ci(fhat_error[small[0]] - fhat_error[small[-1]]),
+                seeds=seeds,
+            )
+        )
+
+    def share(_: np.ndarray, p: np.ndarray) -> float:
+        r = rewards[p]
+        return float(r.mean(axis=1).var() / r.var())
+
+    est, lo, hi = crossed_bootstrap(share, 1, len(rewards))
+    out.append(
+        decide(
+            "reward varies more between prompts than within (share of the variance between, "
+            "above 0.5)",
+            Interval(float(est), float(lo), float(hi), f"{len(rewards)} train prompts"),
+            seeds=seeds,
+            threshold=0.5,
+            figure="reference_rewards.png",
+        )
+    )
+    return out

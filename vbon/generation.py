@@ -47,6 +47,10 @@ class Completions:
     mask: torch.Tensor  # (B, T) True on completion tokens, up to and including the first EOS
     ended: np.ndarray  # (B,) whether the completion emitted EOS within max_new_tokens
     texts: list[str]  # the completions decoded, prompt stripped, special tokens skipped
+    # (B,) log pi(y | x) of each completion under the sampling model at the sampling
+    # temperature, summed while decoding (plain sampling only; None otherwise): what
+    # completion_logprobs would compute, without a second pass over the samples.
+    logprobs: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.prompt_index)
@@ -109,17 +113,22 @@ def _left_padded(rows: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.T
 SAMPLER = "cdf"
 
 
-def draw_tokens(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+def draw_tokens(
+    logits: torch.Tensor, temperature: float = 1.0, u: torch.Tensor | None = None
+) -> torch.Tensor:
     """One token id per row of ``logits`` (B, V), drawn from softmax(logits / temperature).
 
-    By inverting each row's CDF with one uniform variate: torch.multinomial, which ``generate``
-    uses, draws an exponential variate per vocabulary entry, 15x the cost on CPU at GPT-2's
-    50k-token vocabulary. The softmax is float32 (as in ``generate``); the CDF is summed in
-    float64, so that its rounding over 50k entries biases no token measurably.
+    By inverting each row's CDF with one uniform variate (``u``, (B, 1) float64 in [0, 1), drawn
+    here when None): torch.multinomial, which ``generate`` uses, draws an exponential variate
+    per vocabulary entry, 15x the cost on CPU at GPT-2's 50k-token vocabulary. The softmax is
+    float32 (as in ``generate``); the CDF is summed in float64, so that its rounding over 50k
+    entries biases no token measurably.
     """
     probs = torch.softmax(logits.float() / temperature, dim=-1)
     cdf = probs.double().cumsum_(dim=-1)
-    u = torch.rand((cdf.shape[0], 1), dtype=cdf.dtype, device=cdf.device) * cdf[:, -1:]
+    if u is None:
+        u = torch.rand((cdf.shape[0], 1), dtype=cdf.dtype, device=cdf.device)
+    u = u.to(cdf.device, cdf.dtype) * cdf[:, -1:]
     # right=True: the first entry whose CDF exceeds u, so a zero-probability token (whose CDF
     # equals its predecessor's) is never drawn.
     return torch.searchsorted(cdf, u, right=True).squeeze(1).clamp_(max=cdf.shape[1] - 1)
@@ -142,12 +151,20 @@ def _decode(
     temperature: float,
     eos: list[int],
     pad: int,
-) -> torch.Tensor:
-    """Ancestral sampling with a KV cache: the new tokens (B, T), pad after a row's first EOS.
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Ancestral sampling with a KV cache: the new tokens (B, T), pad after a row's first EOS,
+    and each row's log-probability (B,) at ``temperature``, the EOS included.
 
     ``generate``'s semantics for plain sampling (no top-k/top-p), without its per-step
     machinery and with ``draw_tokens`` in place of torch.multinomial. Position ids count from
     each row's first real token, as ``generate`` does for left-padded GPT-2 prompts.
+
+    Two savings that leave the draws as they were: rows repeating one prompt (several samples
+    per prompt) share one prefill of it, whose cache is then copied to each; and once half the
+    rows still decoding have ended, the ended ones leave the batch (their cache entries are
+    dropped), so a few long completions no longer carry the whole batch to the token budget.
+    Every step still draws one uniform variate per row of the batch, ended or not, so each row
+    gets the variates it got before.
     """
     batch, width = ids.shape
     device = ids.device
@@ -155,30 +172,50 @@ def _decode(
     mask = torch.cat([att, torch.ones(batch, max_new_tokens, dtype=att.dtype, device=device)], 1)
     cache = DynamicCache(config=model.config)
     kw = {_cache_keyword(model): cache, "use_cache": True}
+    distinct, copy_of = torch.unique(torch.cat([ids, att], dim=1), dim=0, return_inverse=True)
+    first = torch.zeros(len(distinct), dtype=torch.long, device=device)
+    first.scatter_(0, copy_of.flip(0), torch.arange(batch - 1, -1, -1, device=device))
     logits = model(
-        input_ids=ids, attention_mask=att, position_ids=position, logits_to_keep=1, **kw
+        input_ids=ids[first],
+        attention_mask=att[first],
+        position_ids=position[first],
+        logits_to_keep=1,
+        **kw,
     ).logits[:, -1]
+    if len(distinct) < batch:
+        cache.reorder_cache(copy_of)
+    logits = logits[copy_of]
     tokens = torch.full((batch, max_new_tokens), pad, dtype=torch.long, device=device)
-    alive = torch.ones(batch, dtype=torch.bool, device=device)
+    rows = torch.arange(batch, device=device)  # the batch row of each row still in the cache
+    alive = torch.ones(batch, dtype=torch.bool, device=device)  # per row in the cache
+    logprobs = torch.zeros(batch, dtype=torch.float64, device=device)
     eos_t = torch.tensor(eos or [-1], device=device)
     position = position[:, -1:]
     for t in range(max_new_tokens):
-        nxt = torch.where(alive, draw_tokens(logits, temperature), pad)
-        tokens[:, t] = nxt
+        u = torch.rand((batch, 1), dtype=torch.float64, device=device)[rows]
+        drawn = draw_tokens(logits, temperature, u)
+        step = torch.log_softmax(logits.float() / temperature, dim=-1).gather(1, drawn[:, None])
+        logprobs[rows] += torch.where(alive, step[:, 0].double(), 0.0)
+        nxt = torch.where(alive, drawn, pad)
+        tokens[rows, t] = nxt
         alive &= ~torch.isin(nxt, eos_t)
-        if t == max_new_tokens - 1 or not bool(alive.any()):
+        live = int(alive.sum())
+        if t == max_new_tokens - 1 or live == 0:
             break
+        if live <= len(rows) // 2:
+            keep = alive.nonzero().squeeze(1)
+            cache.reorder_cache(keep)
+            rows, alive, nxt, position = rows[keep], alive[keep], nxt[keep], position[keep]
         position = position + 1
         logits = model(
             input_ids=nxt[:, None],
-            attention_mask=mask[:, : width + t + 1],
+            attention_mask=mask[rows, : width + t + 1],
             position_ids=position,
             **kw,
         ).logits[:, -1]
-    return tokens
+    return tokens, logprobs
 
 
-@torch.no_grad()
 def sample(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
@@ -257,6 +294,7 @@ def sample(
     prompt_mask = torch.zeros((len(flat_prompts), prompt_width), dtype=torch.long)
     token_ids = torch.full((len(flat_prompts), max_new_tokens), pad, dtype=torch.long)
     widths = torch.zeros(len(flat_prompts), dtype=torch.long)
+    logprobs = torch.zeros(len(flat_prompts), dtype=torch.float64)
 
     bar = tqdm(total=len(flat_prompts), desc="sampling", unit="compl", disable=not progress)
     row = 0
@@ -264,7 +302,7 @@ def sample(
         ids, att = _left_padded([encoded[p] for p in rows], pad)
         width = ids.shape[1]
         if plain:
-            new = _decode(
+            new, lp = _decode(
                 model,
                 ids.to(device),
                 att.to(device),
@@ -272,7 +310,9 @@ def sample(
                 temperature=float(temperature),
                 eos=eos,
                 pad=pad,
-            ).cpu()
+            )
+            new = new.cpu()
+            logprobs[row : row + len(rows)] = lp.cpu()
         else:
             out = model.generate(
                 input_ids=ids.to(device), attention_mask=att.to(device), generation_config=config
@@ -303,6 +343,7 @@ def sample(
         mask=mask,
         ended=ended,
         texts=texts,
+        logprobs=logprobs[back_t] if plain else None,
     )
 
 

@@ -101,6 +101,7 @@ RULES: dict[str, Rule] = {
             "study_prompts",
             "study_heldout",
             "enum_steps",
+            "world_checks",
         )
     },
     "n_grid": Rule(element=int, minimum=1, nonempty=True, help="Best-of-N sizes N"),

@@ -276,6 +276,132 @@ def invariance_figure(
     return fig
 
 
+def reference_rewards_figure(rewards: np.ndarray, show: Sequence[int], eos_penalty: float | None):
+    """A reference cache's rewards: every one (left, with r_EOS marked) and the M rewards of
+    the prompts ``show`` (right, a box and the points of each)."""
+    m = rewards.shape[1]
+    shown = pd.DataFrame(
+        {"prompt": np.repeat(show, m).astype(str), "reward": rewards[show].ravel()}
+    )
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4), gridspec_kw={"width_ratios": [1, 1.3]})
+    axes[0].hist(rewards.ravel(), bins=60, color=METHOD_COLOR["ref"])
+    if eos_penalty is not None:
+        axes[0].axvline(eos_penalty, color="k", ls="--", label=f"r_EOS = {eos_penalty:g}")
+        axes[0].legend()
+    axes[0].set(
+        xlabel="reward r(x, y)",
+        ylabel="reference summaries",
+        title=f"{rewards.size} summaries of pi_ref, {len(rewards)} prompts",
+    )
+    sns.boxplot(shown, x="prompt", y="reward", color="white", showfliers=False, ax=axes[1])
+    sns.stripplot(
+        shown, x="prompt", y="reward", color=METHOD_COLOR["ref"], alpha=0.15, size=2, ax=axes[1]
+    )
+    axes[1].set(
+        xlabel="train prompt (by mean reward)",
+        title=f"{m} summaries of each of {len(show)} prompts",
+    )
+    fig.tight_layout()
+    return fig
+
+
+def reference_cdfs_figure(curves: pd.DataFrame, m: int) -> plt.Figure:
+    """F_hat (left) and vBoN's reward log F_hat (right) against the reward, one step curve per
+    prompt (``curves``: prompt, reward, log F_hat)."""
+    curves = curves.assign(F_hat=np.exp(curves["log F_hat"]))
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4))
+    for ax, col in zip(axes, ["F_hat", "log F_hat"], strict=True):
+        sns.lineplot(curves, x="reward", y=col, hue="prompt", drawstyle="steps-post", ax=ax)
+    axes[0].set(title=f"F_hat per prompt (M = {m})", ylim=(0, 1.02))
+    axes[0].get_legend().remove()
+    axes[1].axhline(-np.log(m + 1), color="k", ls=":", label="-log(M+1)")
+    axes[1].set(title="vBoN's reward log F_hat(r)")
+    axes[1].legend(title="prompt", bbox_to_anchor=(1.02, 1), loc="upper left")
+    fig.tight_layout()
+    return fig
+
+
+LINESTYLES = ["-", "--", ":", "-."]
+
+
+def config_styles(table: pd.DataFrame) -> dict[str, dict[str, Any]]:
+    """A fixed style per configuration of ``table`` (columns config, method): its method's
+    colour and marker, and a line style by its rank within the method (by N or beta), so that a
+    configuration looks the same in every panel whichever others a panel leaves out."""
+    styles = {}
+    first = table.drop_duplicates("config")
+    for method, part in first.groupby("method", sort=False):
+        for k, config in enumerate(sorted(part["config"], key=_setting_key)):
+            styles[config] = {
+                "color": METHOD_COLOR[method],
+                "marker": METHOD_MARKER[method],
+                "ls": LINESTYLES[k % len(LINESTYLES)],
+                "label": config_display(config),
+            }
+    return styles
+
+
+def _setting_key(config: str) -> float:
+    tail = config.rsplit("=", 1)[-1]
+    try:
+        return float(tail)
+    except ValueError:
+        return 0.0
+
+
+def config_display(config: str) -> str:
+    """A configuration's label for legends: "vbon N=201" -> "vBoN (L) N=201"."""
+    head, _, setting = config.partition(" ")
+    return f"{METHOD_LABEL.get(head, head)} {setting}".strip() if head != "pi_ref" else "pi_ref"
+
+
+def temperature_figure(
+    table: pd.DataFrame,
+    metrics: Sequence[tuple[str, str]],
+    *,
+    t_train: float | None = None,
+    leave_out: dict[str, Sequence[str]] | None = None,
+    log_scale: Sequence[str] = (),
+) -> plt.Figure:
+    """``metrics`` ((column, axis label) pairs) against the sampling temperature, one panel
+    each, every configuration of ``table`` (``vbon.findings.temperature_table``) with its 95%
+    interval and its fixed style (``config_styles``); ``leave_out`` maps a metric to methods
+    not drawn in its panel; ``log_scale`` names the metrics drawn on a log axis (a KL that spans
+    decades across temperatures). One legend for all panels, built from the styles."""
+    styles = config_styles(table)
+    fig, axes = plt.subplots(1, len(metrics), figsize=(5.4 * len(metrics), 4.4), squeeze=False)
+    for ax, (metric, label) in zip(axes[0], metrics, strict=True):
+        skip = set((leave_out or {}).get(metric, ()))
+        for config, part in table.groupby("config", sort=False):
+            if part["method"].iloc[0] in skip or metric not in part or part[metric].isna().all():
+                continue
+            part = part.sort_values("temperature")
+            st = styles[config]
+            ax.errorbar(
+                part["temperature"],
+                part[metric],
+                yerr=[part[metric] - part[f"{metric}_low"], part[f"{metric}_high"] - part[metric]],
+                color=st["color"],
+                marker=st["marker"],
+                ls=st["ls"],
+                capsize=2,
+                lw=1.2,
+                ms=5,
+            )
+        if t_train is not None:
+            ax.axvline(t_train, color="gray", ls=":", lw=1)
+        if metric in log_scale:
+            ax.set_yscale("log")
+        ax.set(xlabel="sampling temperature T", ylabel=label)
+    handles = [
+        plt.Line2D([], [], color=st["color"], marker=st["marker"], ls=st["ls"], label=st["label"])
+        for st in styles.values()
+    ]
+    fig.legend(handles=handles, fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    fig.tight_layout()
+    return fig
+
+
 def set_style() -> None:
     """The package's figure style (seaborn whitegrid, readable in print)."""
     sns.set_theme(style="whitegrid", context="notebook", rc={"figure.dpi": 100, "savefig.dpi": 150})

@@ -6,7 +6,8 @@
 - smoke: the toy-tldr world's posts and models.
 
 Generation: 50 new tokens, temperature 0.7, top_k 0, top_p 1. A completion that did not end with
-EOS gets ``eos_penalty`` (default -1, the authors' PPO value) instead of its RM score; over-long
+EOS gets ``eos_penalty`` instead of its RM score (default: -1, the authors' PPO value, on the
+paper profile; -8 on the toy world, below every finished summary's reward there); over-long
 posts are cut at a word boundary so that the ``TL;DR:`` cue survives.
 
 The authors' variants, as overrides: ``eos_rule="authors"`` scores as their code (EOS appended
@@ -159,6 +160,17 @@ def make_prompts(
     return [truncate_prompt(prompts[int(i)], tokenizer, max_tokens) for i in idx]
 
 
+def _default_eos_penalty(profile: str) -> float:
+    """r_EOS: the authors' PPO value (-1) on the hub models; on the toy world a value below
+    every finished summary's reward, as the authors' -20 was on theirs (its reward model is
+    normalised: reference summaries score mean 0, SD 1)."""
+    if profile in TOY_PROFILES:
+        from vbon.toy.build import TLDR_EOS_PENALTY
+
+        return TLDR_EOS_PENALTY
+    return -1.0
+
+
 def _sources(profile: str, overrides: dict[str, Any]) -> dict[str, Any]:
     """Each role's hub id, path or object: the variant's on the paper profile; on smoke only
     the ones given (the toy world's own have no revision)."""
@@ -210,7 +222,7 @@ def make_task(profile: str = "smoke", **overrides: Any) -> Task:
         temperature=o.pop("temperature", 0.7),
         top_k=o.pop("top_k", 0),
         top_p=o.pop("top_p", 1.0),
-        eos_penalty=o.pop("eos_penalty", -1.0),
+        eos_penalty=o.pop("eos_penalty", _default_eos_penalty(profile)),
     )
     eos_rule = o.pop("eos_rule", "penalty")
     if eos_rule not in ("penalty", "authors"):

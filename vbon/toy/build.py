@@ -42,6 +42,7 @@ from vbon.paths import cache_dir
 from vbon.toy import posts as P
 from vbon.toy import reviews as R
 from vbon.toy import train as T
+from vbon.toy.quality import summary_statistics
 
 BUILDER_VERSION = 1
 SENTIMENT = "toy-sentiment"
@@ -88,13 +89,14 @@ class TldrSettings:
     dim: int = 128
     heads: int = 4
     positions: int = 256
-    sft_steps: int = 400
+    sft_steps: int = 450
     sft_batch: int = 32
     sft_lr: float = 3e-3
-    rm_steps: int = 320
+    rm_steps: int = 800
     rm_batch: int = 5
     rm_lr: float = 1e-3
-    n_quality: int = 128
+    n_quality: int = 32
+    quality_m: int = 32
 
 
 Settings = SentimentSettings | TldrSettings
@@ -358,7 +360,20 @@ SENTIMENT_BARS = {
     "reference_positive_fraction": "0.2..0.8",
     "sample_parse_rate": ">=0.6",
 }
-TLDR_BARS = {"rm_heldout_pair_accuracy": ">=0.9", "sft_eos_rate_48": ">=0.8"}
+# The toy-tldr bars: what makes the world behave like summarisation (vbon.toy.quality). The
+# reward model must order pi_ref's own summaries as the hidden judgement does where that
+# judgement differs by a fact (rm_sample_pair_accuracy); Spearman's rho is reported, not
+# barred: the judgement ties many summaries (all facts, a few words apart) that the RM orders.
+TLDR_BARS = {
+    # Measured 0.90 on 1000 held-out pairs (SE 0.01) and 0.88 on pi_ref's samples: the bars
+    # sit about five standard errors below, so a rebuild elsewhere passes them as it should.
+    "rm_heldout_pair_accuracy": ">=0.85",
+    "rm_sample_pair_accuracy": ">=0.8",
+    "sft_distinct_share": ">=0.75",
+    "sft_mode_reward_share": "0..0.1",
+    "sft_eos_rate": "0.7..0.95",
+    "rm_min_finished_minus_penalty": ">=0.5",
+}
 
 
 @torch.no_grad()
@@ -671,7 +686,7 @@ def _build_tldr(
     torch.manual_seed(s.seed + 1)
     rm = GPTNeoXForSequenceClassification(_rm_config(config))
     rm.gpt_neox.load_state_dict(sft.gpt_neox.state_dict())
-    # Each post comes with all kinds of summaries, ranked, and the loss uses every ranked pair
+    # Each post comes with several summaries, ranked, and the loss uses every ranked pair
     # (as InstructGPT did with K ranked responses): several times the signal of one pair per post
     # for the same forward passes.
     group_seqs = [
@@ -690,13 +705,21 @@ def _build_tldr(
         progress=verbose,
         position=position,
     )
+    # Bradley-Terry fixes the scores only up to a constant: like Huang et al.'s reward models,
+    # the saved one is normalised so that reference summaries of held-out posts score mean 0,
+    # standard deviation 1.
+    valid_refs = P.sft_summaries(valid_posts, (s.seed, 9))
+    valid_seqs = encode(
+        [p.prompt() for p in valid_posts], [r.text for r in valid_refs], [True] * len(valid_posts)
+    )[0]
+    _normalise_reward_model(rm, valid_seqs, pad_id)
     rm.save_pretrained(out / "reward")
     tok.save_pretrained(out / "reward")
     lap("rm")
 
     refs = {
         "train": (sft_posts, sft_refs),
-        "valid": (valid_posts, P.sft_summaries(valid_posts, (s.seed, 9))),
+        "valid": (valid_posts, valid_refs),
         "test": (test_posts, P.sft_summaries(test_posts, (s.seed, 10))),
     }
     DatasetDict(
@@ -724,6 +747,7 @@ def _build_tldr(
     )
     lap("save")
 
+    # Quality, through the public loaders, at the task's sampling settings (vbon.tasks.tldr).
     policy, ptok = load_causal_lm(out / "policy", device="cpu")
     reward = load_reward_model(out / "reward", device="cpu", batch_size=64)
     tp = [x.post.prompt() for x in test_pairs]
@@ -731,19 +755,15 @@ def _build_tldr(
     r_r = reward(
         tp, [x.rejected.text for x in test_pairs], eos=[x.rejected_eos for x in test_pairs]
     )
-    qp = test_posts[: s.n_quality]
-    q_prompts = [p.prompt() for p in qp]
-    compl, ended = sample(policy, ptok, q_prompts, max_new_tokens=48, temperature=0.7, seed=s.seed)
-    compl1, ended1 = sample(
-        policy, ptok, q_prompts, max_new_tokens=48, temperature=1.0, seed=s.seed + 1
+    stats = summary_statistics(
+        policy,
+        ptok,
+        reward,
+        test_posts[: s.n_quality],
+        m=s.quality_m,
+        seed=s.seed,
+        eos_penalty=TLDR_EOS_PENALTY,
     )
-    r_sft = reward(q_prompts, compl, eos=ended)
-    r_ref = reward(
-        q_prompts, [r.text for r in refs["test"][1][: s.n_quality]], eos=[True] * len(qp)
-    )
-    recall = [
-        np.mean([getattr(p, f) in c for f in P.FACTS]) for p, c in zip(qp, compl, strict=True)
-    ]
     lap("quality")
 
     metrics = {
@@ -751,12 +771,7 @@ def _build_tldr(
         "sft_final_loss": float(np.mean(sft_losses[-50:])),
         "rm_final_loss": float(np.mean(rm_losses[-50:])),
         "rm_heldout_pair_accuracy": float(np.mean(r_c > r_r)),
-        "sft_eos_rate_48": float(ended.mean()),
-        "sft_eos_rate_48_t1": float(ended1.mean()),
-        "sft_fact_recall": float(np.mean(recall)),
-        "rm_mean_sft_samples": float(r_sft[ended].mean()) if ended.any() else float("nan"),
-        "rm_std_sft_samples": float(r_sft[ended].std()) if ended.any() else float("nan"),
-        "rm_mean_references": float(r_ref.mean()),
+        **{k: v for k, v in stats.items() if k != "examples"},
     }
     curves = {"sft": _curve(sft_losses), "rm": _curve(rm_losses)}
     return {
@@ -767,10 +782,35 @@ def _build_tldr(
         "timings": timings,
         "loss_curves": curves,
         "build_seconds": round(time.perf_counter() - t0, 1),
-        "examples": {
-            "sft_samples": [p[-80:] + c for p, c in zip(q_prompts[:5], compl[:5], strict=True)]
-        },
+        "examples": {"sft_samples": stats["examples"]},
     }
+
+
+# The reward a summary that never ends gets on the toy world (the task's r_EOS on the smoke
+# profile): below every finished summary's score, as the authors' -20 was on their reward
+# model's scale. The normalised reward model scores finished summaries within about 5 standard
+# deviations of the reference summaries' mean (quality bar ``rm_min_finished_minus_penalty``).
+TLDR_EOS_PENALTY = -8.0
+
+
+@torch.no_grad()
+def _normalise_reward_model(rm: Any, seqs: list[list[int]], pad_id: int) -> tuple[float, float]:
+    """Rescale ``rm`` in place so that its scores of ``seqs`` have mean 0 and SD 1; returns the
+    (mean, SD) before. The score head has no bias, so the shift goes into the final layer norm's
+    bias along the head's direction (the head reads the norm's output linearly)."""
+    scores = []
+    for i in range(0, len(seqs), 64):
+        ids, mask = T.pad(seqs[i : i + 64], pad_id, side="left")
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        out = rm(input_ids=ids, attention_mask=mask, position_ids=positions).logits[:, 0]
+        scores.append(out)
+    s = torch.cat(scores)
+    mu, sd = float(s.mean()), float(s.std())
+    w = rm.score.weight  # (1, hidden)
+    w.div_(sd)
+    norm = rm.gpt_neox.final_layer_norm
+    norm.bias.sub_((mu / sd) * w[0] / w[0].pow(2).sum())
+    return mu, sd
 
 
 def _curve(losses: list[float], points: int = 10) -> list[float]:
