@@ -17,41 +17,10 @@ import argparse
 import time
 
 import torch
-from transformers import DynamicCache
 
-from vbon.generation import _decode, _left_padded, completion_logprobs, draw_tokens, sample
+from vbon.generation import _decode, _left_padded, completion_logprobs, plain_decode, sample
 from vbon.models import cpu_threads
 from vbon.tasks import get_task
-
-
-@torch.no_grad()
-def plain_decode(model, ids, att, *, max_new_tokens, temperature, eos, pad):
-    """The loop before prefill sharing and compaction (one uniform per row and step)."""
-    batch, width = ids.shape
-    position = (att.cumsum(1) - 1).clamp(min=0)
-    mask = torch.cat([att, torch.ones(batch, max_new_tokens, dtype=att.dtype)], 1)
-    cache = DynamicCache(config=model.config)
-    logits = model(
-        input_ids=ids, attention_mask=att, position_ids=position, past_key_values=cache
-    ).logits[:, -1]
-    tokens = torch.full((batch, max_new_tokens), pad, dtype=torch.long)
-    alive = torch.ones(batch, dtype=torch.bool)
-    position = position[:, -1:]
-    for t in range(max_new_tokens):
-        u = torch.rand((batch, 1), dtype=torch.float64)
-        nxt = torch.where(alive, draw_tokens(logits, temperature, u), pad)
-        tokens[:, t] = nxt
-        alive &= ~torch.isin(nxt, torch.tensor(eos))
-        if t == max_new_tokens - 1 or not alive.any():
-            break
-        position = position + 1
-        logits = model(
-            input_ids=nxt[:, None],
-            attention_mask=mask[:, : width + t + 1],
-            position_ids=position,
-            past_key_values=cache,
-        ).logits[:, -1]
-    return tokens
 
 
 def main() -> None:

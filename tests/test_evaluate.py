@@ -435,38 +435,6 @@ def test_task_level_bon_and_policy_evaluation(toy_worlds, tmp_path, monkeypatch)
     assert 0.2 < policy.win_rate.mean < 0.8 and len(policy.texts) == 16
 
 
-def _plain_decode(model, ids, att, *, max_new_tokens, temperature, eos, pad):
-    """The decoding loop before prefill sharing and batch compaction: every row's own prefill,
-    every row stepped until the last one ends; one uniform per row and step."""
-    from transformers import DynamicCache
-
-    batch, width = ids.shape
-    position = (att.cumsum(1) - 1).clamp(min=0)
-    mask = torch.cat([att, torch.ones(batch, max_new_tokens, dtype=att.dtype)], 1)
-    cache = DynamicCache(config=model.config)
-    logits = model(
-        input_ids=ids, attention_mask=att, position_ids=position, past_key_values=cache
-    ).logits[:, -1]
-    tokens = torch.full((batch, max_new_tokens), pad, dtype=torch.long)
-    alive = torch.ones(batch, dtype=torch.bool)
-    position = position[:, -1:]
-    for t in range(max_new_tokens):
-        u = torch.rand((batch, 1), dtype=torch.float64)
-        nxt = torch.where(alive, draw_tokens(logits, temperature, u), pad)
-        tokens[:, t] = nxt
-        alive &= ~torch.isin(nxt, torch.tensor(eos))
-        if t == max_new_tokens - 1 or not alive.any():
-            break
-        position = position + 1
-        logits = model(
-            input_ids=nxt[:, None],
-            attention_mask=mask[:, : width + t + 1],
-            position_ids=position,
-            past_key_values=cache,
-        ).logits[:, -1]
-    return tokens
-
-
 def test_shared_prefill_and_compaction_draw_what_a_plain_loop_draws(toy_worlds) -> None:
     """The sampler shares one prefill among a prompt's samples and drops ended rows from the
     batch; the draws stay those of a plain loop (same uniforms, same rows), on the toy TL;DR
@@ -487,7 +455,7 @@ def test_shared_prefill_and_compaction_draw_what_a_plain_loop_draws(toy_worlds) 
     torch.manual_seed(3)
     fast, logprobs = generation._decode(model, ids, att, **kw)
     torch.manual_seed(3)
-    plain = _plain_decode(model, ids, att, **kw)
+    plain = generation.plain_decode(model, ids, att, **kw)
     ended_at = (fast == tok.eos_token_id).int().argmax(1)
     assert len(set(ended_at.tolist())) > 5  # rows end at many lengths: compaction happened
     assert torch.equal(fast, plain)

@@ -7,9 +7,9 @@ classes, datasets with the hub schemas, at the pinned revisions) is built into a
 small budgets (``BUDGETS``), offline, with ``VBON_RUNS`` outside the repository. What runs is
 the paper's code path (PPO, the hub loaders and revisions, the TL;DR prompts and the gold
 reward model); the numbers mean nothing, so only the pipeline is checked: every notebook
-finishes and writes its verdicts. Measured: 297 s for the module (02: 31 s, 03: 94 s,
-04: 55 s, 05: 23 s, 06: 45 s, 07: 31 s, the stand-in cache 8 s) on 2 cores, mostly kernel starts,
-model loads and evaluations (halving the PPO rollouts saved 12 s).
+finishes and writes its verdicts. Measured in a clean-clone `make test` (2 cores, beside the
+notebook lane): 02: 12 s, 03: 42 s, 04: 26 s, 05: 12 s, 06: 20 s, 07: 21 s, mostly kernel starts,
+model loads and evaluations.
 """
 
 from __future__ import annotations

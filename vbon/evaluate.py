@@ -467,13 +467,15 @@ def sample_pool(
     batch_size: int = 64,
     device: Any = None,
     precision: str | None = None,
+    reference: tuple[Any, Any] | None = None,
 ) -> SamplePool:
     """Draw ``size`` completions per prompt from the task's pi_ref with its sampling settings.
 
     Scores them with the task's reward (EOS penalty included) and takes their sequence
     log pi_ref at the sampling temperature, which the exact KL of BoN needs. ``precision``
     (``vbon.precision``; None: the device's default, as the reference caches use) is the
-    numerical policy pi_ref is sampled at.
+    numerical policy pi_ref is sampled at. ``reference``: pi_ref's ``(model, tokenizer)``,
+    already loaded at that precision (a temperature sweep loads it once).
     """
 
     from vbon.models import cpu_threads
@@ -481,7 +483,9 @@ def sample_pool(
 
     size = check_n(size, "size")
     precision = resolve_precision(precision, device)
-    model, tokenizer = task.load_reference(device=device, **load_dtype(precision))
+    if reference is None:
+        reference = task.load_reference(device=device, **load_dtype(precision))
+    model, tokenizer = reference
     with cpu_threads(task.cpu_threads), precision_context(precision, model.device):
         return _score_pool(task, list(prompts), size, model, tokenizer, seed, batch_size)
 
@@ -529,6 +533,7 @@ def evaluate_bon_on_task(
     ref_seed: int = 0,
     progress: bool = True,
     per_prompt: bool = False,
+    reference: tuple[Any, Any] | None = None,
 ) -> tuple[pd.DataFrame, SamplePool] | tuple[pd.DataFrame, SamplePool, pd.DataFrame]:
     """Best-of-N on the task's first ``prompts`` test prompts at each N (``bon_evaluate``).
 
@@ -536,7 +541,8 @@ def evaluate_bon_on_task(
     training's evaluation uses); the pool is fresh pi_ref samples (``pool_size``, default
     2 max(n_grid)). Returns the table (N, reward, win_rate, kl, kl_bound, with standard errors,
     plus eos_rate and length of the chosen samples) and the pool; with ``per_prompt`` also
-    the per-prompt table of ``bon_evaluate``.
+    the per-prompt table of ``bon_evaluate``. ``reference``: pi_ref's ``(model, tokenizer)``,
+    already loaded (``sample_pool``).
     """
     from vbon.reference import build_task_reference
 
@@ -545,7 +551,7 @@ def evaluate_bon_on_task(
     ref = build_task_reference(
         task, "test", m, seed=ref_seed, max_prompts=prompts, progress=progress
     )
-    pool = sample_pool(task, ref.prompts, pool_size, seed=seed + 104_729)
+    pool = sample_pool(task, ref.prompts, pool_size, seed=seed + 104_729, reference=reference)
     table, prompt_table = bon_evaluate(
         pool.rewards,
         pool.ref_logprobs,

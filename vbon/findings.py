@@ -376,7 +376,8 @@ def temperature_points(
     per test prompt (the unit the intervals resample).
 
     Policies are evaluated by ``vbon.evaluate.evaluate_run`` (each as its trainer evaluated it,
-    at T), against a test reference cache drawn at T, pi_ref loaded once; BoN picks from
+    at T), against a test reference cache drawn at T; pi_ref is loaded once, for the policies'
+    KL and BoN's pools at every temperature; BoN picks from
     ``bon_pool`` fresh pi_ref samples per prompt at T (``evaluate_bon_on_task``); pi_ref's row
     is its test cache at T (reward and EOS rate of its ``eval_m`` samples, win rate 1/2, KL 0).
 
@@ -390,7 +391,7 @@ def temperature_points(
     from vbon.train.loop import load_run
 
     runs = [load_run(d) for d in sweep["run_dir"]]
-    reference = None
+    reference = spec.load_task().load_reference()  # one pi_ref for every temperature
     parts, pools = [], {}
     for t in temperatures:
         task = get_task(spec.task, spec.profile, **spec.task_overrides, temperature=t)
@@ -407,13 +408,12 @@ def temperature_points(
             n_resamples=n_resamples,
             ref_seed=spec.ref_seed,
             per_prompt=True,
+            reference=reference,
         )
         per = per.assign(config=[f"bon N={n}" for n in per["N"]], method="bon", n=per["N"])
         parts.append(per.drop(columns="N").assign(seed=-1, temperature=t))
-        if reference is None:
-            reference, _ = task.load_reference()
         for row, run in zip(sweep.itertuples(index=False), runs, strict=True):
-            ev = evaluate_run(run, task, reference=reference, progress=False)
+            ev = evaluate_run(run, task, reference=reference[0], progress=False)
             parts.append(
                 ev.per_prompt.rename(columns={"kl_k3": "kl"}).assign(
                     config=config_label(row.method, row.n, row.beta),
@@ -827,9 +827,10 @@ def gold_vs_proxy(
                 "gold win rate": win_rate(gold, caches["gold"]).mean,
             }
         )
+    reference = task.load_reference()[0]
     for row in sweep.itertuples(index=False):
-        proxy = evaluate_run(row.run_dir, progress=False)
-        gold = evaluate_run(row.run_dir, gold_task, progress=False)
+        proxy = evaluate_run(row.run_dir, reference=reference, progress=False)
+        gold = evaluate_run(row.run_dir, gold_task, reference=reference, progress=False)
         rows.append(
             {
                 "config": config_label(row.method, row.n, row.beta),

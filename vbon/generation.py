@@ -216,6 +216,47 @@ def _decode(
     return tokens, logprobs
 
 
+@torch.no_grad()
+def plain_decode(
+    model: PreTrainedModel,
+    ids: torch.Tensor,
+    att: torch.Tensor,
+    *,
+    max_new_tokens: int,
+    temperature: float,
+    eos: list[int],
+    pad: int,
+) -> torch.Tensor:
+    """The decoding loop ``_decode`` replaced, kept as its reference: every row's own prefill,
+    every row stepped until the last one ends, one uniform per row and step. ``_decode`` must
+    draw the same tokens (tests/test_evaluate.py) and is timed against it
+    (benchmarks/decoding.py)."""
+    batch, width = ids.shape
+    position = (att.cumsum(1) - 1).clamp(min=0)
+    mask = torch.cat([att, torch.ones(batch, max_new_tokens, dtype=att.dtype)], 1)
+    cache = DynamicCache(config=model.config)
+    kw = {_cache_keyword(model): cache, "use_cache": True}
+    logits = model(input_ids=ids, attention_mask=att, position_ids=position, **kw).logits[:, -1]
+    tokens = torch.full((batch, max_new_tokens), pad, dtype=torch.long)
+    alive = torch.ones(batch, dtype=torch.bool)
+    position = position[:, -1:]
+    for t in range(max_new_tokens):
+        u = torch.rand((batch, 1), dtype=torch.float64)
+        nxt = torch.where(alive, draw_tokens(logits, temperature, u), pad)
+        tokens[:, t] = nxt
+        alive &= ~torch.isin(nxt, torch.tensor(eos or [-1]))
+        if t == max_new_tokens - 1 or not alive.any():
+            break
+        position = position + 1
+        logits = model(
+            input_ids=nxt[:, None],
+            attention_mask=mask[:, : width + t + 1],
+            position_ids=position,
+            **kw,
+        ).logits[:, -1]
+    return tokens
+
+
 def sample(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
