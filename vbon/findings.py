@@ -983,3 +983,17 @@ def reference_cache_claims(
         )
     )
     return out
+
+
+def se_table(table: pd.DataFrame, metric: str, *, skip_methods: Sequence[str] = ()) -> pd.DataFrame:
+    """``temperature_table``'s ``metric`` as "mean ± SE" per configuration (rows, in the table's
+    order) and temperature (columns); blank where a configuration has no value or its method is
+    in ``skip_methods`` (e.g. BoN's KL, an estimate the notebook does not trust)."""
+    cells = [
+        "" if method in skip_methods or np.isnan(mean) else f"{mean:.3f} ± {se:.3f}"
+        for method, mean, se in zip(
+            table["method"], table[metric], table[f"{metric}_se"], strict=True
+        )
+    ]
+    wide = table.assign(cell=cells).pivot(index="config", columns="temperature", values="cell")
+    return wide.reindex(list(dict.fromkeys(table["config"])))
