@@ -491,3 +491,10 @@ def test_summary_variety_counts_ties_of_the_reward_model_not_of_the_penalty():
     assert [c.claim.split(":")[0] for c in claims] == ["varied summaries"] * 2 + [
         "pi_ref ends within the budget 70%-95% of the time (EOS rate minus 0.825)"
     ]
+
+
+def test_se_table_formats_means_and_blanks_skipped_methods():
+    table = findings.temperature_table(_temperature_points(np.random.default_rng(2)))
+    kl = findings.se_table(table, "kl", skip_methods=["bon"])
+    assert list(kl.columns) == [0.5, 1.0] and kl.index[0] == "a"
+    assert kl.loc["bon N=8", 0.5] == "" and kl.loc["a", 0.5].startswith("0.500 ± ")
