@@ -638,22 +638,18 @@ def evaluate_run(
 
     ``run``: a ``TrainResult`` or a run directory. ``reference``: pi_ref, already loaded.
     """
+    import torch
+
     from vbon.precision import sampling_precision
-    from vbon.tasks import get_task
-    from vbon.train.loop import EVAL_SEED_OFFSET, TrainResult, load_run
+    from vbon.train.loop import EVAL_SEED_OFFSET, TrainResult, eval_batch_size, load_run
+    from vbon.train.setup import config_task
 
     run = run if isinstance(run, TrainResult) else load_run(run)
     cfg = run.config
-    if task is None:
-        overrides = dict(cfg.task_overrides)
-        for name in ("max_new_tokens", "temperature", "top_k", "top_p"):
-            if getattr(cfg, name) is not None:
-                overrides[name] = getattr(cfg, name)
-        if temperature is not None:
-            overrides["temperature"] = temperature
-        task = get_task(cfg.task, cfg.profile, **overrides)
-    elif temperature is not None:
+    if task is not None and temperature is not None:
         raise ValueError("temperature: pass either a task or a temperature, not both")
+    if task is None:
+        task = config_task(cfg, **({} if temperature is None else {"temperature": temperature}))
     return evaluate_policy_on_task(
         run.policy_path,
         task,
@@ -663,7 +659,7 @@ def evaluate_run(
         seed=cfg.seed + EVAL_SEED_OFFSET,
         ref_seed=cfg.ref_seed,
         win_method=cfg.win_method,
-        batch_size=max(64, cfg.eval_k),
+        batch_size=eval_batch_size(cfg.eval_k, "cuda" if torch.cuda.is_available() else "cpu"),
         progress=progress,
         precision=sampling_precision(cfg.mixed_precision),
         reference=reference,

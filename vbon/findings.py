@@ -45,6 +45,17 @@ __all__ = [
     "temperature_table",
     "gap_interval",
     "evaluations_agree",
+    "summary_variety",
+    "variety_claims",
+    "reward_model_checks",
+    "reward_model_claims",
+    "bon_kl_validity",
+    "samples_side_by_side",
+    "gold_vs_proxy",
+    "vbon_sweep_claims",
+    "temperature_claims",
+    "reference_cache_claims",
+    "se_table",
 ]
 
 METRICS = ("reward", "win_rate", "kl", "kl_k1", "length")
@@ -488,8 +499,7 @@ def temperature_table(
             return np.concatenate([c[:, s][:, :, p].mean(axis=(1, 2)) for c in cubes.values()])
 
         n_prompts = next(iter(cubes.values())).shape[2]
-        est, lo, hi = crossed_bootstrap(stat, len(seeds), n_prompts)
-        spread = _bootstrap_se(stat, len(seeds), n_prompts)
+        est, lo, hi, spread = crossed_bootstrap(stat, len(seeds), n_prompts, standard_error=True)
         for c in configs:
             row = {"config": c, "method": groups[c]["method"].iloc[0], "temperature": t}
             offset = 0
@@ -502,19 +512,6 @@ def temperature_table(
                 offset += len(present[m])
             rows.append(row)
     return pd.DataFrame(rows)
-
-
-def _bootstrap_se(stat: Any, n_seeds: int, n_prompts: int, n: int = 400) -> np.ndarray:
-    """Standard errors: the SD of ``stat`` over crossed bootstrap resamples (seeds, prompts)."""
-    rng = np.random.default_rng(0)
-    draws = [
-        stat(
-            rng.integers(n_seeds, size=n_seeds) if n_seeds > 1 else np.arange(1),
-            rng.integers(n_prompts, size=n_prompts),
-        )
-        for _ in range(n)
-    ]
-    return np.asarray(draws).std(axis=0, ddof=1)
 
 
 def gap_interval(

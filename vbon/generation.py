@@ -124,6 +124,13 @@ def draw_tokens(
     float32 (as in ``generate``); the CDF is summed in float64, so that its rounding over 50k
     entries biases no token measurably.
     """
+    return _draw(logits, temperature, u)[0]
+
+
+def _draw(
+    logits: torch.Tensor, temperature: float, u: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``draw_tokens``, and each drawn token's probability (B,), from the same softmax."""
     probs = torch.softmax(logits.float() / temperature, dim=-1)
     cdf = probs.double().cumsum_(dim=-1)
     if u is None:
@@ -131,7 +138,8 @@ def draw_tokens(
     u = u.to(cdf.device, cdf.dtype) * cdf[:, -1:]
     # right=True: the first entry whose CDF exceeds u, so a zero-probability token (whose CDF
     # equals its predecessor's) is never drawn.
-    return torch.searchsorted(cdf, u, right=True).squeeze(1).clamp_(max=cdf.shape[1] - 1)
+    tokens = torch.searchsorted(cdf, u, right=True).squeeze(1).clamp_(max=cdf.shape[1] - 1)
+    return tokens, probs.gather(1, tokens[:, None])[:, 0]
 
 
 def _cache_keyword(model: PreTrainedModel) -> str:
@@ -193,9 +201,8 @@ def _decode(
     position = position[:, -1:]
     for t in range(max_new_tokens):
         u = torch.rand((batch, 1), dtype=torch.float64, device=device)[rows]
-        drawn = draw_tokens(logits, temperature, u)
-        step = torch.log_softmax(logits.float() / temperature, dim=-1).gather(1, drawn[:, None])
-        logprobs[rows] += torch.where(alive, step[:, 0].double(), 0.0)
+        drawn, prob = _draw(logits, temperature, u)
+        logprobs[rows] += torch.where(alive, prob.double().log(), 0.0)
         nxt = torch.where(alive, drawn, pad)
         tokens[rows, t] = nxt
         alive &= ~torch.isin(nxt, eos_t)

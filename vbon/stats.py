@@ -69,7 +69,8 @@ def crossed_bootstrap(
     *,
     n_resamples: int = N_RESAMPLES,
     seed: int = SEED,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    standard_error: bool = False,
+) -> tuple[np.ndarray, ...]:
     """Estimate and percentile interval of ``statistic(seed_idx, prompt_idx)``.
 
     ``statistic`` receives index arrays into the seeds and the prompts (the full ones for the
@@ -77,7 +78,8 @@ def crossed_bootstrap(
     (one interval per entry). A dimension of size 1 is not resampled.
 
     Returns:
-        (estimate, low, high), arrays of the statistic's shape.
+        (estimate, low, high), arrays of the statistic's shape; with ``standard_error`` also
+        the standard error, the SD of the same bootstrap distribution.
     """
     if n_seeds < 1 or n_prompts < 1:
         raise ValueError(f"n_seeds, n_prompts: need >= 1 each, got {n_seeds} and {n_prompts}")
@@ -90,7 +92,8 @@ def crossed_bootstrap(
         else:
             fixed[name] = idx
     if not data:
-        return estimate, estimate.copy(), estimate.copy()
+        fixed_out = (estimate, estimate.copy(), estimate.copy())
+        return (*fixed_out, np.zeros_like(estimate)) if standard_error else fixed_out
 
     def resampled(*samples: np.ndarray) -> np.ndarray:
         it = iter(samples)
@@ -115,6 +118,9 @@ def crossed_bootstrap(
     # scipy reports NaN there, and the interval is then the point itself.
     low = np.where(np.isnan(low), estimate, low)
     high = np.where(np.isnan(high), estimate, high)
+    if standard_error:
+        se = np.asarray(res.standard_error, dtype=float)
+        return estimate, low, high, np.where(np.isnan(se), 0.0, se)
     return estimate, low, high
 
 

@@ -71,6 +71,14 @@ from vbon.train.setup import TrainSetup, build_setup
 __all__ = ["TrainResult", "train", "load_run", "latest_checkpoint", "checkpoint_problem"]
 
 EVAL_SEED_OFFSET = 7919
+
+
+def eval_batch_size(eval_k: int, device: Any) -> int:
+    """Sequences per sampling call of a run's evaluation: its batches, and so its draws, are
+    the same wherever the run is evaluated (the trainer, ``vbon.evaluate.evaluate_run``)."""
+    return max(256 if torch.device(device).type == "cuda" else 64, eval_k)
+
+
 EVAL_PROMPTS = "eval_prompts.csv"
 
 
@@ -549,7 +557,7 @@ class _Run:
                     s.test_ref,
                     k=cfg.eval_k,
                     **s.sampling.kwargs(),
-                    batch_size=max(256 if ctx.device.type == "cuda" else 64, cfg.eval_k),
+                    batch_size=eval_batch_size(cfg.eval_k, ctx.device),
                     seed=cfg.seed + EVAL_SEED_OFFSET,  # the same draws at every evaluation
                     win_method=cfg.win_method,
                 )

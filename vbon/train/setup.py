@@ -16,7 +16,7 @@ import numpy as np
 from vbon.bon import select_best
 from vbon.cdf import RewardCDF
 
-__all__ = ["Sampling", "SftExample", "TrainSetup", "bon_sft_examples", "build_setup"]
+__all__ = ["Sampling", "SftExample", "TrainSetup", "bon_sft_examples", "build_setup", "config_task"]
 
 
 @dataclass(frozen=True)
@@ -110,6 +110,19 @@ def _sampling_of(config: Any, base: Any) -> Sampling:
     )
 
 
+def config_task(config: Any, **changes: Any) -> Any:
+    """The task a run trains and evaluates on: its ``task_overrides`` and the sampling settings
+    it sets itself (so the reference caches are drawn with the training settings), then
+    ``changes`` (e.g. ``temperature=`` to evaluate the run elsewhere)."""
+    from vbon.tasks import get_task
+
+    overrides = dict(config.task_overrides)
+    for name in ("max_new_tokens", "temperature", "top_k", "top_p"):
+        if getattr(config, name) is not None:
+            overrides[name] = getattr(config, name)
+    return get_task(config.task, config.profile, **{**overrides, **changes})
+
+
 def build_setup(config: Any, device: Any = None, precision: str | None = None) -> TrainSetup:
     """The ``TrainSetup`` of ``config``'s task: models, prompts, reward, reference caches.
 
@@ -129,18 +142,14 @@ def build_setup(config: Any, device: Any = None, precision: str | None = None) -
         return EnumerableWorld(**{"seed": 0, **config.task_overrides}).setup(config)
 
     from vbon.reference import build_task_reference
-    from vbon.tasks import TASKS, get_task
+    from vbon.tasks import TASKS
 
     if config.task not in TASKS:
         raise ValueError(
             f"task: expected one of {sorted(TASKS)} or 'enumerable' (other names need a "
             f"TrainSetup passed to train), got {config.task!r}"
         )
-    overrides = dict(config.task_overrides)
-    for name in ("max_new_tokens", "temperature", "top_k", "top_p"):
-        if getattr(config, name) is not None:
-            overrides[name] = getattr(config, name)
-    task = get_task(config.task, config.profile, **overrides)
+    task = config_task(config)
     if precision is None:
         from vbon.precision import sampling_precision
 
