@@ -54,6 +54,7 @@ def test_plan_counts_follow_the_specs(paper_plan):
         "05_tldr_reference",
         "06_tldr_train",
         "07_tldr_analysis",
+        "08_beyond_the_paper",
     ]
     nb02, nb03 = by_name["02_imdb_reference"], by_name["03_imdb_train"]
     assert nb02.reference_samples >= spec.train_prompts * spec.m + spec.test_prompts * spec.eval_m

@@ -33,6 +33,7 @@ NOTEBOOKS = [
     "05_tldr_reference",
     "06_tldr_train",
     "07_tldr_analysis",
+    "08_beyond_the_paper",
 ]
 
 # The IMDB experiment spec's budgets (vbon.experiment, ("imdb", "paper")), merged into the
@@ -82,6 +83,20 @@ BUDGETS: dict[str, dict] = {
     },
     "05_tldr_reference": {"m_grid": [2, 4], "n_show": 2, "world_checks": 10},
     "06_tldr_train": {},
+    "08_beyond_the_paper": {
+        # The enumerable world as on every profile, at a few steps; the IMDB runs on the
+        # stand-ins: offline vBoN at the spec's two N and the cost-of-F runs at two M.
+        "enumerable": {"seeds": [0, 1], "rl": {"steps": 8}, "offline": {"steps": 8}},
+        "enum_transforms": ["identity"],
+        "online_steps": 8,
+        "draws": 20,
+        "m_grid": [1, 2],
+        "cost_m": 4,
+        "cost_prompts": 8,
+        "cost_m_grid": [2, 4],
+        "cost_transforms": ["log"],
+        "cost_estimators": ["add_one", "pooled"],
+    },
     "07_tldr_analysis": {
         "temperatures": [0.7, 1.0],
         "bon_n": [2],
@@ -97,7 +112,8 @@ def rehearsal_parameters(name: str) -> dict:
     (the ``experiment`` block merged key by key, so the YAML's hub revisions stay)."""
     params = notebook_parameters(paths.notebooks_dir() / f"{name}.ipynb", "paper")
     budget = dict(BUDGETS[name])
-    extra = {"imdb": IMDB_EXPERIMENT, "tldr": TLDR_EXPERIMENT}[name.split("_")[1]]
+    task = {"beyond": "imdb"}.get(name.split("_")[1], name.split("_")[1])  # 08 runs on IMDB
+    extra = {"imdb": IMDB_EXPERIMENT, "tldr": TLDR_EXPERIMENT}[task]
     params["experiment"] = {**params.get("experiment", {}), **extra}
     params.update(budget)
     return params

@@ -47,6 +47,7 @@ __all__ = [
     "win_rate_bound",
     "bon_lower_bound",
     "bound_optimum_pmf",
+    "quantile_optimum_pmf",
     "ref_cdf",
     "select_best",
     "sample_bon",
@@ -579,6 +580,41 @@ def bound_optimum_pmf(ref_probs: Any, rewards: Any, n: int) -> Any:
     log_z = np.logaddexp.reduce(logits, axis=-1, keepdims=True)
     if np.isneginf(log_z).any():
         raise ValueError("rewards: every item ties at the lowest reward, so F = 0 and L is -inf")
+    return like(ref_probs)(np.exp(logits - log_z).reshape(p.shape))
+
+
+def quantile_optimum_pmf(
+    ref_probs: Any, rewards: Any, beta: float, transform: str = "log", t: float | None = None
+) -> Any:
+    """The optimum of a quantile reward: pi*(y) proportional to pi_ref(y) exp(f(F(r(y))) / beta).
+
+    F is the strict CDF (``ref_cdf``), so ties share one F; f is ``transform`` ("log",
+    "identity" or "exp" with temperature ``t``; ``vbon.objectives.quantile_reward``). With
+    "log" and beta = 1/(N-1) this is ``bound_optimum_pmf`` at N, and the lowest reward class
+    gets probability 0.
+    """
+    from vbon._checks import check_real
+    from vbon.objectives import check_transform
+
+    beta = check_real(beta, "beta", minimum=0.0)
+    transform, t = check_transform(transform, t)
+    p, r = _probs(ref_probs, rewards)
+    c = _classes(p, r)
+    log_f = c.per_item(c.log_f)
+    with np.errstate(divide="ignore"):
+        log_p = np.log(p.reshape(c.order.shape) / c.total)
+    if transform == "log":
+        score = log_f
+    elif transform == "identity":
+        score = np.exp(log_f)
+    else:
+        score = np.exp(t * np.exp(log_f))
+    logits = log_p + score / beta
+    log_z = np.logaddexp.reduce(logits, axis=-1, keepdims=True)
+    if np.isneginf(log_z).any():
+        raise ValueError(
+            "rewards: every item ties at the lowest reward, so F = 0 and log F is -inf"
+        )
     return like(ref_probs)(np.exp(logits - log_z).reshape(p.shape))
 
 

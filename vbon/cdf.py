@@ -25,9 +25,19 @@ import numpy as np
 
 from vbon._array import as_float64, as_index, check_n, is_tensor, like
 
-__all__ = ["RewardCDF", "empirical_log_cdf"]
+__all__ = [
+    "ESTIMATORS",
+    "PooledCDF",
+    "RewardCDF",
+    "empirical_log_cdf",
+    "estimated_log_cdf",
+    "posterior_quantile_reward",
+    "quantile_scores",
+]
 
 Smoothing = Literal["add_one", "none"]
+Estimator = Literal["add_one", "posterior", "pooled"]
+ESTIMATORS = ("add_one", "posterior", "pooled")
 
 
 def _segment_search(
@@ -216,6 +226,142 @@ def empirical_log_cdf(
     if prompt_index is None and _is_single_prompt(ref_rewards):
         prompt_index = np.zeros(tuple(np.shape(rewards)), dtype=np.int64)
     return cdf.log_cdf(rewards, prompt_index, smoothing=smoothing, strict=strict)
+
+
+# -- estimators of the training reward f(F) ------------------------------------------------------
+# The reviewers' objection to vBoN was the cost of the M reference samples per prompt. Three
+# estimators of the training reward f(F(r(y))) from k = #{references below r(y)} of M:
+# - "add_one": the authors' plug-in f((k + 1) / (M + 1));
+# - "posterior": the posterior mean E[f(F) | k, M] under a uniform prior, F ~ Beta(k+1, M-k+1);
+#   for f = log it is psi(k + 1) - psi(M + 2), finite at k = 0 and exact in expectation over
+#   the prior, where log F_hat is biased;
+# - "pooled": a location-scale fit that shares strength across prompts (``PooledCDF``).
+
+
+def posterior_quantile_reward(
+    below: Any, m: Any, transform: str = "log", t: float | None = None
+) -> np.ndarray:
+    """E[f(F) | k of M references below], F ~ Beta(k + 1, M - k + 1) (a uniform prior on F).
+
+    log: psi(k + 1) - psi(M + 2); identity: (k + 1) / (M + 2); exp(t F): the confluent
+    hypergeometric 1F1(k + 1; M + 2; t), the moment generating function of the Beta law.
+    """
+    from scipy.special import digamma, hyp1f1
+
+    from vbon.objectives import check_transform
+
+    transform, t = check_transform(transform, t)
+    k = np.asarray(below, dtype=np.float64)
+    m = np.broadcast_to(np.asarray(m, dtype=np.float64), k.shape)
+    if (k < 0).any() or (k > m).any():
+        raise ValueError("below: counts must lie in [0, M]")
+    if transform == "log":
+        return digamma(k + 1.0) - digamma(m + 2.0)
+    if transform == "identity":
+        return (k + 1.0) / (m + 2.0)
+    return hyp1f1(k + 1.0, m + 2.0, t)
+
+
+class PooledCDF:
+    """F of every prompt from one shape shared by all prompts: a location-scale fit.
+
+    Each prompt's rewards are r = mu_p + sigma z with z from one distribution G. mu_p is the
+    prompt's mean shrunk towards the grand mean (normal-normal empirical Bayes: weight
+    tau^2 / (tau^2 + sigma^2 / M), tau^2 the between-prompt variance of the means beyond
+    sampling noise), sigma the pooled within-prompt SD, and G the empirical CDF of all P x M
+    standardised residuals (add-one, never 0). A query's z divides by the predictive SD
+    sigma sqrt(1 + w / M), which counts mu_p's own uncertainty. With M = 2 per prompt it
+    draws on P x 2 residuals where the per-prompt F_hat has three values.
+
+    Needs M >= 2 per prompt (the within-prompt variance) and rectangular rewards.
+    """
+
+    def __init__(self, ref_rewards: Any) -> None:
+        r = as_float64(ref_rewards, "ref_rewards")
+        if r.ndim != 2:
+            raise ValueError(f"ref_rewards: expected (P, M), got shape {r.shape}")
+        if not np.isfinite(r).all():
+            raise ValueError("ref_rewards: the pooled estimator needs finite rewards")
+        p, m = r.shape
+        if m < 2:
+            raise ValueError(
+                f"max_m: the pooled estimator needs M >= 2 references per prompt (a "
+                f"within-prompt variance), got M = {m}"
+            )
+        means = r.mean(axis=1)
+        resid = r - means[:, None]
+        within = float((resid**2).sum() / (p * (m - 1)))
+        if within <= 0:
+            raise ValueError("ref_rewards: every prompt's references are equal; no scale to pool")
+        between = float(means.var(ddof=1)) - within / m if p > 1 else 0.0
+        tau2 = max(between, 0.0)
+        self.weight = tau2 / (tau2 + within / m)
+        self.sigma = float(np.sqrt(within))
+        self.m = m
+        self.means = means.mean() + self.weight * (means - means.mean())
+        self.scale = self.sigma * np.sqrt(1.0 + self.weight / m)
+        # Residuals about a prompt's own mean shrink by sqrt((M - 1) / M); undo it.
+        self._shape = np.sort((resid / (self.sigma * np.sqrt((m - 1) / m))).ravel())
+
+    def log_cdf(self, rewards: Any, prompt_index: Any) -> np.ndarray:
+        """log F(r) = log G((r - mu_p) / scale), add-one over the pooled residuals."""
+        t = as_float64(rewards, "rewards")
+        rows = as_index(prompt_index, "prompt_index")
+        rows = np.broadcast_to(rows, t.shape)
+        z = (t - self.means[rows]) / self.scale
+        below = np.searchsorted(self._shape, z, side="left")
+        return np.log1p(below) - np.log1p(self._shape.size)
+
+
+def _pooled(cdf: RewardCDF) -> PooledCDF:
+    pooled = getattr(cdf, "_pooled_fit", None)
+    if pooled is None:
+        if not (cdf.counts == cdf.counts[0]).all():
+            raise ValueError("train_cdf: the pooled estimator needs the same M for every prompt")
+        pooled = PooledCDF(cdf._sorted[:, : int(cdf.counts[0])])
+        cdf._pooled_fit = pooled
+    return pooled
+
+
+def _check_estimator(estimator: str) -> None:
+    if estimator not in ESTIMATORS:
+        raise ValueError(f"cdf_estimator: expected one of {ESTIMATORS}, got {estimator!r}")
+
+
+def estimated_log_cdf(
+    cdf: RewardCDF, rewards: Any, prompt_index: Any, estimator: Estimator = "add_one"
+) -> np.ndarray:
+    """An estimate of log F(r(y)) (the vBoN reward) by ``estimator`` (see ``quantile_scores``)."""
+    return quantile_scores(cdf, rewards, prompt_index, estimator=estimator)
+
+
+def quantile_scores(
+    cdf: RewardCDF,
+    rewards: Any,
+    prompt_index: Any,
+    *,
+    estimator: Estimator = "add_one",
+    transform: str = "log",
+    t: float | None = None,
+) -> np.ndarray:
+    """The training reward f(F(r(y))) of each reward against its prompt's references.
+
+    ``estimator``: "add_one" (f of the authors' F_hat), "posterior" (E[f(F) | k, M] under a
+    uniform prior, ``posterior_quantile_reward``) or "pooled" (f of ``PooledCDF``'s F).
+    ``transform``: f, as in ``vbon.objectives.quantile_reward``.
+    """
+    from vbon.objectives import quantile_reward
+
+    _check_estimator(estimator)
+    if estimator == "posterior":
+        t_, rows = cdf._query(rewards, prompt_index)
+        return posterior_quantile_reward(cdf._count(t_, rows, True), cdf.counts[rows], transform, t)
+    if estimator == "pooled":
+        t_, rows = cdf._query(rewards, prompt_index)
+        log_f = _pooled(cdf).log_cdf(t_, rows)
+    else:
+        log_f = np.asarray(cdf.log_cdf(as_float64(rewards, "rewards"), prompt_index))
+    return np.asarray(quantile_reward(log_f, transform, t))
 
 
 def _rectangular(ref_rewards: Any) -> np.ndarray | None:

@@ -280,7 +280,10 @@ def _groups(configs: Sequence[Any], trained_here: bool = True) -> list[RunGroup]
             setting = f"{'n' if c.method == 'bon_sft' else 'N'}={c.n}"
         if getattr(c, "max_m", None):
             setting += f" M={c.max_m}"
-        rl = c.method != "bon_sft"
+        from vbon.findings import variant_label
+
+        setting += variant_label(c)
+        rl = c.is_rl
         key = (c.method, setting)
         evals = _evaluations(c)
         if key in groups:
@@ -435,7 +438,60 @@ def plan(profile: str = "paper") -> Plan:
     for number in ("05", "06", "07"):
         if number in notebooks:
             out.append(_plan_tldr(notebooks[number], profile))
+    if "08" in notebooks:
+        out.append(_plan_beyond(notebooks["08"], profile))
     return Plan(profile, out)
+
+
+def _plan_beyond(notebook: Path, profile: str) -> NotebookPlan:
+    """Notebook 08: offline vBoN at the IMDB spec's N grid (from notebook 02's cache) and the
+    cost-of-F runs (their own cache of ``cost_m`` references on ``cost_prompts`` prompts); the
+    enumerable world's runs are CPU-sized and only checked."""
+    from vbon.experiment import experiment
+    from vbon.quantile import m_cost_configs, online_offline_configs
+
+    params = _parameters(notebook, profile)
+    nb = _plan_imdb(notebook, profile)  # the sweep (loaded) and the GPU memory estimate
+    spec = _check_spec(
+        nb, lambda: experiment("imdb", profile, **params.get("experiment", {})), "experiment"
+    )
+    if spec is None:
+        return nb
+    nb.runs = [RunGroup(**{**g.__dict__, "trained_here": False}) for g in nb.runs]
+    nb.bon_pool_samples = nb.other_samples = 0
+    offline = [
+        spec.base_config("vbon_offline", n=n, offline_log_z="references", seed=s)
+        for n in spec.n_grid
+        for s in spec.seeds
+    ]
+    exp_t = params.get("exp_t")
+    transforms = [(t, exp_t if t == "exp" else None) for t in params.get("cost_transforms", [])]
+
+    def cost_configs() -> list[Any]:
+        return m_cost_configs(
+            spec,
+            n=params["cost_n"],
+            m=params["cost_m"],
+            train_prompts=params["cost_prompts"],
+            m_grid=params["cost_m_grid"],
+            transforms=transforms,
+            estimators=params["cost_estimators"],
+        )
+
+    nb.runs += _groups(offline) + _groups(_check_spec(nb, cost_configs, "cost-of-F configs") or [])
+    nb.reference_samples = params["cost_prompts"] * params["cost_m"]
+    nb.notes = [
+        f"cost-of-F cache {params['cost_prompts']} x M={params['cost_m']}; offline vBoN on "
+        "notebook 02's cache; the sweep: notebook 03's runs (loaded)"
+    ]
+
+    def enumerable_configs() -> list[Any]:
+        enum = experiment("enumerable", profile, **params.get("enumerable", {}))
+        kinds = [(t, exp_t if t == "exp" else None) for t in params.get("enum_transforms", [])]
+        return online_offline_configs(enum, n=params["enum_n"], transforms=kinds)
+
+    _check_spec(nb, enumerable_configs, "the enumerable world's runs")
+    return nb
 
 
 def _plan_imdb(notebook: Path, profile: str) -> NotebookPlan:

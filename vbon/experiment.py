@@ -62,6 +62,8 @@ class Experiment:
     """TrainConfig fields of the RL runs (algorithm, steps, lr, batches, ...)."""
     sft: dict[str, Any] = field(default_factory=dict)
     """TrainConfig fields of the BoN-SFT runs."""
+    offline: dict[str, Any] = field(default_factory=dict)
+    """TrainConfig fields of the offline vBoN runs (vbon_offline, notebook 08)."""
     m_ablation: tuple[int, ...] = ()
     """M values (first M of the cached samples, ``max_m``) of the M ablation."""
     m_ablation_n: int | None = None
@@ -117,7 +119,7 @@ class Experiment:
         for n, steps in self.steps_by_n.items():
             _int("steps_by_n", n, 2)
             _int("steps_by_n", steps, 1)
-        for name, value in (("rl", self.rl), ("sft", self.sft)):
+        for name, value in (("rl", self.rl), ("sft", self.sft), ("offline", self.offline)):
             unknown = set(value) - {f.name for f in dataclasses.fields(TrainConfig)}
             if unknown:
                 raise ValueError(f"{name}: unknown TrainConfig field(s) {sorted(unknown)}")
@@ -148,7 +150,7 @@ class Experiment:
         }
         if self.task_overrides:
             common["task_overrides"] = dict(self.task_overrides)
-        extra = self.sft if method == "bon_sft" else self.rl
+        extra = {"bon_sft": self.sft, "vbon_offline": self.offline}.get(method, self.rl)
         if method == "kl_rl":
             changes.setdefault("beta", self.betas[0])
         else:
@@ -217,6 +219,8 @@ class Experiment:
     # -- identity ----------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
+        if not out["offline"]:  # the specs without offline runs keep their earlier record
+            del out["offline"]
         for k, v in out.items():
             if isinstance(v, tuple):
                 out[k] = list(v)
@@ -385,7 +389,12 @@ def experiment(task: str, profile: str = "smoke", **overrides: Any) -> Experimen
             f"overrides: unknown experiment field(s) {unknown}; known: {sorted(names)}"
         )
     values = {**EXPERIMENTS[key], **overrides}
-    for name in ("rl", "sft", "task_overrides"):  # merged: overriding one key keeps the others
+    for name in (
+        "rl",
+        "sft",
+        "offline",
+        "task_overrides",
+    ):  # merged: overriding one key keeps the others
         if name in overrides:
             values[name] = {**EXPERIMENTS[key].get(name, {}), **overrides[name]}
     return Experiment(task=task, profile=profile, **values)

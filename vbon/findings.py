@@ -29,6 +29,7 @@ from vbon.theory import sampled_optimum as theory_sampled_optimum
 
 __all__ = [
     "config_label",
+    "variant_label",
     "run_points",
     "cube",
     "point_table",
@@ -61,15 +62,35 @@ __all__ = [
 METRICS = ("reward", "win_rate", "kl", "kl_k1", "length")
 
 
-def config_label(method: str, n: Any = None, beta: Any = None, max_m: Any = None) -> str:
-    """A configuration's name without its seed: "vbon N=8", "kl_rl beta=0.143", ..."""
+def variant_label(row: Any) -> str:
+    """The quantile options of a sweep row that differ from vBoN's defaults, as a label suffix:
+    " identity", " exp2", " posterior", " Z=references" (empty for the paper's vbon)."""
+    parts = []
+    transform = getattr(row, "transform", None)
+    if isinstance(transform, str) and transform != "log":
+        t = getattr(row, "transform_t", None)
+        parts.append(transform + (f"{float(t):g}" if t is not None and np.isfinite(t) else ""))
+    estimator = getattr(row, "cdf_estimator", None)
+    if isinstance(estimator, str) and estimator != "add_one":
+        parts.append(estimator)
+    log_z = getattr(row, "offline_log_z", None)
+    if isinstance(log_z, str) and log_z != "closed":
+        parts.append(f"Z={log_z}")
+    return "".join(" " + p for p in parts)
+
+
+def config_label(
+    method: str, n: Any = None, beta: Any = None, max_m: Any = None, variant: str = ""
+) -> str:
+    """A configuration's name without its seed: "vbon N=8", "kl_rl beta=0.143", ...;
+    ``variant`` (``variant_label``) is appended."""
     if method == "kl_rl":
         head = f"kl_rl beta={float(beta):.3g}"
     else:
         head = f"{method} N={int(n)}" if method != "bon_sft" else f"bon_sft n={int(n)}"
     if max_m is not None and not (isinstance(max_m, float) and np.isnan(max_m)):
         head += f" M={int(max_m)}"
-    return head
+    return head + variant
 
 
 def run_points(table: pd.DataFrame) -> pd.DataFrame:
@@ -88,7 +109,7 @@ def run_points(table: pd.DataFrame) -> pd.DataFrame:
         max_m = getattr(row, "max_m", None)
         parts.append(
             per.rename(columns={"kl_k3": "kl"}).assign(
-                config=config_label(row.method, row.n, row.beta, max_m),
+                config=config_label(row.method, row.n, row.beta, max_m, variant_label(row)),
                 method=row.method,
                 n=row.n,
                 beta=row.beta,
@@ -328,7 +349,10 @@ def enumerable_runs(world: Any, sweep: pd.DataFrame) -> pd.DataFrame:
     from vbon.train.loop import load_run
 
     runs = pd.DataFrame([world.report(load_run(d)) for d in sweep["run_dir"]])
-    runs["config"] = [config_label(r.method, r.n, r.beta) for r in runs.itertuples()]
+    runs["config"] = [
+        config_label(r.method, r.n, r.beta, variant=variant_label(s))
+        for r, s in zip(runs.itertuples(), sweep.itertuples(), strict=True)
+    ]
     if "gap" in runs:
         runs["kl_to_optimum"] = runs["gap"] / runs["beta"]
     return runs

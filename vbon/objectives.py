@@ -16,6 +16,16 @@ with one of two rewards, always paired with beta = 1/(N-1) (``beta_from_n``):
 F is invariant under strictly increasing transforms of the task reward r, so both vBoN rewards
 are too; KL-RL uses r itself and its effective beta rescales with r.
 
+The quantile-reward family. vBoN's reward is one transform f of the reward's quantile
+u = F(r(y)) under pi_ref; other methods train against the same target with other transforms
+(``quantile_reward``): f = log (vBoN's bound L, BOND's backward term), f(u) = u (InfAlign's
+calibrated reward, the win rate against pi_ref) and f(u) = exp(t u) (InfAlign-CTRL). Each
+maximises E_pi[f(F(r(y)))] - beta KL(pi || pi_ref), whose optimum is pi* = pi_ref exp(f(F) /
+beta) / Z. Without ties F(r(y)) is uniform under pi_ref, so Z_f(beta) = E_U[exp(f(U)/beta)] has a
+closed form (``quantile_log_partition``); for f = log and beta = 1/(N-1), log Z = -log N and pi*
+is the Best-of-N density N F^(N-1) pi_ref. QRPO (Matrenok et al. 2025) uses that closed form to
+fit the policy offline (``vbon.train.offline``).
+
 Authors' code (``scaling="authors"``): the exact reward was divided by N rather than N-1 while
 the KL weight stayed beta, and N was computed as int(1/beta) + 1 (``n_from_beta(...,
 rounding="authors")``). Both are available for reproducing their runs, off by default.
@@ -26,7 +36,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import numpy as np
-from scipy.special import gammaln, logsumexp
+from scipy.special import expi, gammaln, logsumexp
 
 from vbon._array import as_float64, check_n, like
 from vbon._checks import check_real
@@ -38,10 +48,16 @@ __all__ = [
     "log_bon_ratio",
     "kl_rl_reward",
     "kl_rl_optimum_pmf",
+    "TRANSFORMS",
+    "check_transform",
+    "quantile_reward",
+    "quantile_log_partition",
 ]
 
 Bound = Literal["L", "exact"]
 Scaling = Literal["paper", "authors"]
+Transform = Literal["log", "identity", "exp"]
+TRANSFORMS = ("log", "identity", "exp")
 
 # Cap on the (batch x N) terms materialised at once by the exact reward's logsumexp.
 _EXACT_BLOCK = 1 << 22
@@ -170,3 +186,67 @@ def kl_rl_optimum_pmf(ref_probs: Any, rewards: Any, beta: float) -> Any:
     with np.errstate(divide="ignore"):
         logits = np.log(p) + r / beta
     return like(ref_probs)(np.exp(logits - logsumexp(logits, axis=-1, keepdims=True)))
+
+
+def check_transform(transform: str, t: float | None = None) -> tuple[str, float | None]:
+    """Validate a quantile transform f and its temperature: ("exp", t) needs a finite t != 0,
+    "log" and "identity" take no t. Returns (transform, t)."""
+    if transform not in TRANSFORMS:
+        raise ValueError(f"transform: expected one of {TRANSFORMS}, got {transform!r}")
+    if transform == "exp":
+        t = check_real(t, "transform_t")
+        if t == 0:
+            raise ValueError("transform_t: must be non-zero (exp(0 u) = 1 is a constant reward)")
+        return transform, float(t)
+    if t is not None:
+        raise ValueError(
+            f"transform_t: only the 'exp' transform takes one, got {t!r} with {transform!r}"
+        )
+    return transform, None
+
+
+def quantile_reward(log_cdf: Any, transform: Transform = "log", t: float | None = None) -> Any:
+    """f(F(r(y))) from log F: log F ("log", vBoN's reward), F ("identity", the win rate against
+    pi_ref) or exp(t F) ("exp"). numpy or torch in, the same type out."""
+    transform, t = check_transform(transform, t)
+    lf = as_float64(log_cdf, "log_cdf")
+    if (lf > 1e-9).any():
+        raise ValueError("log_cdf: must be <= 0 (a log-probability)")
+    if transform == "log":
+        out = lf
+    elif transform == "identity":
+        out = np.exp(lf)
+    else:
+        out = np.exp(t * np.exp(lf))
+    return like(log_cdf)(out)
+
+
+def _scaled_ei(x: float) -> float:
+    """exp(-x) Ei(x) for x > 0, without overflow (the asymptotic series beyond x = 700)."""
+    if x <= 700.0:
+        return float(np.exp(-x) * expi(x))
+    k = np.arange(12)
+    return float(np.sum(np.exp(gammaln(k + 1.0) - (k + 1.0) * np.log(x))))
+
+
+def quantile_log_partition(transform: Transform, beta: float, t: float | None = None) -> float:
+    """log Z_f(beta) = log E_{U ~ Uniform(0, 1)}[exp(f(U) / beta)], the partition function of
+    the quantile-reward optimum pi* = pi_ref exp(f(F) / beta) / Z when rewards have no ties.
+
+    Closed forms: "log": Z = beta / (beta + 1) (= 1/N at beta = 1/(N-1)); "identity":
+    Z = beta (e^(1/beta) - 1); "exp": Z = (Ei(e^t / beta) - Ei(1 / beta)) / t (Ei the
+    exponential integral; substitute v = e^(t u) / beta), all evaluated in log space.
+    """
+    beta = check_real(beta, "beta", minimum=0.0)
+    transform, t = check_transform(transform, t)
+    if transform == "log":
+        return float(np.log(beta) - np.log1p(beta))
+    if transform == "identity":
+        return float(np.log(beta) + 1.0 / beta + np.log(-np.expm1(-1.0 / beta)))
+    lo, hi = sorted((1.0 / beta, np.exp(t) / beta))
+    # Ei(hi) - Ei(lo) = e^hi (g(hi) - e^(lo - hi) g(lo)), g(x) = e^-x Ei(x) > 0 for x > 0.37.
+    # Both ends exceed 0.37 only when beta is small enough; otherwise expi is safe directly.
+    if hi <= 700.0:
+        return float(np.log((expi(hi) - expi(lo)) / abs(t)))
+    diff = _scaled_ei(hi) - np.exp(lo - hi) * _scaled_ei(lo)
+    return float(hi + np.log(diff / abs(t)))

@@ -14,7 +14,7 @@ import pandas as pd
 import seaborn as sns
 
 # Fixed across notebooks so a method looks the same in every figure.
-METHOD_ORDER = ["ref", "bon", "vbon", "vbon_exact", "kl_rl", "bon_sft"]
+METHOD_ORDER = ["ref", "bon", "vbon", "vbon_exact", "kl_rl", "bon_sft", "vbon_offline"]
 METHOD_LABEL = {
     "ref": "pi_ref",
     "bon": "BoN",
@@ -22,6 +22,7 @@ METHOD_LABEL = {
     "vbon_exact": "vBoN (exact)",
     "kl_rl": "KL-RL",
     "bon_sft": "BoN-SFT",
+    "vbon_offline": "vBoN offline",
 }
 METHOD_COLOR = dict(
     zip(METHOD_ORDER, sns.color_palette("colorblind", len(METHOD_ORDER)), strict=True)
@@ -33,6 +34,7 @@ METHOD_MARKER = {
     "vbon_exact": "D",
     "kl_rl": "s",
     "bon_sft": "^",
+    "vbon_offline": "v",
 }
 
 
@@ -398,6 +400,92 @@ def temperature_figure(
         for st in styles.values()
     ]
     fig.legend(handles=handles, fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    fig.tight_layout()
+    return fig
+
+
+def family_figure(optima: pd.DataFrame, bon: pd.DataFrame | None = None) -> plt.Figure:
+    """The quantile-reward family's exact optima: reward (left) and win rate (right) against
+    KL(pi* || pi_ref), one line per transform over beta (``vbon.quantile.family_optima``),
+    and BoN(N) as points (``bon``: columns N, reward, win_rate, kl) if given."""
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.4))
+    styles = ["--", ":", "-.", "-"]
+    for ax, metric in zip(axes, ["reward", "win_rate"], strict=True):
+        for i, (label, part) in enumerate(optima.groupby("transform", sort=False)):
+            part = part.sort_values("kl")
+            ax.plot(part["kl"], part[metric], ls=styles[i % len(styles)], label=f"f = {label}")
+        if bon is not None:
+            ax.scatter(
+                bon["kl"],
+                bon[metric],
+                marker=METHOD_MARKER["bon"],
+                s=70,
+                zorder=4,
+                color=METHOD_COLOR["bon"],
+                label="BoN(N)",
+            )
+        ax.set(xlabel="KL(pi* || pi_ref) [nats]", ylabel=metric.replace("_", " "))
+    axes[0].set_title("each transform's optimum pi_ref exp(f(F)/beta)/Z, over beta")
+    axes[1].set_title("win rate against pi_ref")
+    axes[1].legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def m_cost_figure(
+    table: pd.DataFrame,
+    *,
+    x: str = "M",
+    metrics: Sequence[str] = ("reward", "win_rate", "kl"),
+    title: str = "",
+) -> plt.Figure:
+    """What M references buy: each (transform, estimator)'s metrics with 95% intervals against
+    ``x`` (M, or generated tokens), log scale. ``table``: rows with transform, estimator, x and
+    ``<metric>``, ``<metric>_low``, ``<metric>_high``."""
+    fig, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 4))
+    groups = list(table.groupby(["transform", "estimator"], sort=False))
+    palette = sns.color_palette("colorblind", len(groups))
+    for ax, metric in zip(np.atleast_1d(axes), metrics, strict=True):
+        for color, ((transform, estimator), part) in zip(palette, groups, strict=True):
+            part = part.sort_values(x)
+            err = [part[metric] - part[f"{metric}_low"], part[f"{metric}_high"] - part[metric]]
+            ax.errorbar(
+                part[x],
+                part[metric],
+                yerr=err,
+                fmt="o-",
+                ms=4,
+                capsize=2,
+                color=color,
+                label=f"{transform}, {estimator}",
+            )
+        ax.set(xscale="log", xlabel=x, ylabel=metric.replace("_", " "))
+    np.atleast_1d(axes)[-1].legend(fontsize=7)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def optimum_distance_figure(distance: pd.DataFrame) -> plt.Figure:
+    """Each configuration's KL(pi || pi*) to its own objective's optimum with its interval
+    (``vbon.quantile.optimum_distance_table``), pi_ref's as a grey cross, log scale."""
+    fig, ax = plt.subplots(figsize=(9, 0.5 * len(distance) + 1.5))
+    est = distance["KL(pi || pi*)"]
+    ax.errorbar(
+        est,
+        distance["config"],
+        xerr=[est - distance["low"], distance["high"] - est],
+        fmt="o",
+        capsize=3,
+        label="trained (95% t-interval over seeds)",
+    )
+    ax.scatter(
+        distance["KL(pi_ref || pi*)"], distance["config"], marker="x", color="0.5", label="pi_ref"
+    )
+    ax.set(xscale="log", xlabel="KL(pi || pi*) to the run's own optimum [nats]")
+    ax.invert_yaxis()
+    ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
 

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from vbon.cdf import quantile_scores
 from vbon.generation import Completions, sample
 from vbon.objectives import vbon_reward
 from vbon.precision import precision_context
@@ -66,7 +67,7 @@ def process_batches(config: TrainConfig, world: int) -> ProcessBatches:
     ppo = config.is_rl and config.algorithm == "ppo"
     rloo = config.is_rl and config.algorithm == "rloo"
     prompts = _share("batch_prompts", config.batch_prompts, world, "prompts per step")
-    rows = prompts * (config.k if config.is_rl else 1)
+    rows = prompts * config.k  # bon_sft: k = 1
     mini = (
         _share("mini_batch_size", config.mini_batch_size, world, "rows per optimiser step")
         if ppo
@@ -213,6 +214,7 @@ class Context:
     prompt_logprob_cache: dict[int, float]
     precision: str = "fp32"  # vbon.precision: the numerical policy of every forward pass
     batches: ProcessBatches | None = None  # this process's batch sizes (process_batches)
+    offline_log_z: np.ndarray | None = None  # vbon_offline: per-prompt log Z from references
 
     @property
     def device(self) -> torch.device:
@@ -298,17 +300,27 @@ class Context:
 
     # -- the score R -----------------------------------------------------------------------------
     def log_cdf(self, rollout: Rollout) -> np.ndarray | None:
-        """log F_hat(r(y)) of each row against its own prompt's reference rewards (vbon)."""
-        if self.config.method not in ("vbon", "vbon_exact"):
+        """Each row's quantile score against its own prompt's reference rewards: f(F) for
+        vbon (``transform``), log F for vbon_exact, both estimated by ``cdf_estimator``."""
+        cfg = self.config
+        if cfg.method not in ("vbon", "vbon_exact"):
             return None
         if self.setup.train_cdf is None:
             raise ValueError("setup: vbon needs train_cdf (F_hat of the train prompts)")
-        return self.setup.train_cdf.log_cdf(rollout.rewards, rollout.prompt_index)
+        vbon = cfg.method == "vbon"
+        return quantile_scores(
+            self.setup.train_cdf,
+            rollout.rewards,
+            rollout.prompt_index,
+            estimator=cfg.cdf_estimator,
+            transform=cfg.transform if vbon else "log",
+            t=cfg.transform_t if vbon else None,
+        )
 
     def score(
         self, rollout: Rollout, rows: slice, log_cdf: np.ndarray | None, ref_logprob: torch.Tensor
     ) -> torch.Tensor:
-        """The reward R of the paper's objectives for rows ``rows``: log F_hat, the exact reward, or r.
+        """The reward R of the paper's objectives for rows ``rows``: f(F_hat), the exact reward, or r.
 
         ``ref_logprob`` is log pi_ref(y | x), the completion's sequence log-probability, needed
         by vbon_exact. Then the authors' eos_score and the score clip apply.
@@ -317,7 +329,7 @@ class Context:
         if cfg.method == "kl_rl":
             out = rollout.rewards[rows]
         elif cfg.method == "vbon":
-            out = vbon_reward(log_cdf[rows], cfg.n, "L")
+            out = log_cdf[rows]  # f(F), already transformed
         else:
             lp = ref_logprob.detach().double().cpu().numpy()
             if cfg.exact_ref_with_prompt:

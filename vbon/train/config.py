@@ -13,7 +13,13 @@ Objectives (as the paper defines them), all maximising E_{pi_theta}[R] - beta KL
 - ``vbon_exact``: R = (log pi_BoN(y) - log pi_ref(y)) / (N-1), beta = 1/(N-1), which needs
   log pi_ref(y | x) of each completion at reward time;
 - ``kl_rl``: R = r(y), a free beta;
-- ``bon_sft``: maximum likelihood on the best of ``n`` reference samples per prompt.
+- ``bon_sft``: maximum likelihood on the best of ``n`` reference samples per prompt;
+- ``vbon_offline``: vBoN fitted from the reference cache alone, without rollouts (QRPO's
+  regression of beta log(pi_theta / pi_ref) onto R - beta log Z; ``vbon.train.offline``).
+
+The quantile reward R of vbon and vbon_offline is ``transform`` of F ("log": log F, vBoN's;
+"identity": F, the win rate against pi_ref; "exp": exp(transform_t F)), with F estimated by
+``cdf_estimator`` ("add_one", the authors' F_hat; "posterior"; "pooled"; ``vbon.cdf``).
 """
 
 from __future__ import annotations
@@ -30,9 +36,13 @@ from vbon._checks import check_real, check_run_name, check_text
 
 __all__ = ["METHODS", "ALGORITHMS", "PROFILE_DEFAULTS", "TrainConfig", "defaults_for", "field_docs"]
 
-Method = Literal["vbon", "vbon_exact", "kl_rl", "bon_sft"]
+Method = Literal["vbon", "vbon_exact", "kl_rl", "bon_sft", "vbon_offline"]
 Algorithm = Literal["rloo", "ppo"]
-METHODS = ("vbon", "vbon_exact", "kl_rl", "bon_sft")
+METHODS = ("vbon", "vbon_exact", "kl_rl", "bon_sft", "vbon_offline")
+# Methods trained from the reference cache, without rollouts.
+OFFLINE_METHODS = ("bon_sft", "vbon_offline")
+# Methods whose score is a quantile reward f(F) (transform, cdf_estimator) at beta = 1/(N-1).
+QUANTILE_METHODS = ("vbon", "vbon_exact", "vbon_offline")
 ALGORITHMS = ("rloo", "ppo")
 
 # AdamW and value-loss settings of trlx's sentiment config (the authors' IMDB runs).
@@ -89,6 +99,11 @@ PROFILE_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
             "ppo_epochs": 4,
         },
         "bon_sft": {"lr": 1e-3, "steps": 30, "batch_prompts": 16},
+        # vbon_offline: 8 prompts x 4 cached completions per step, the rows of an rloo phase of
+        # the IMDB smoke spec. On toy IMDB (N = 4, 30 steps) lr 1e-3 reached KL 2.96 for a win
+        # rate of 0.56, lr 1e-4 KL 0.78 for 0.54 (a trial with 8 completions per prompt and
+        # step): the smaller step (notebook 08).
+        "offline": {"lr": 1e-4, "steps": 30, "batch_prompts": 8, "k": 4},
     },
     "paper": {
         "base": {
@@ -117,6 +132,7 @@ PROFILE_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
             "ppo_epochs": 4,
         },
         "bon_sft": {"lr": 3e-5, "steps": 400, "batch_prompts": 32},
+        "offline": {"lr": 3e-5, "steps": 400, "batch_prompts": 32, "k": 4},
     },
 }
 # The converged profile runs the same toy worlds as smoke; its longer budgets live in the
@@ -153,6 +169,10 @@ TASK_DEFAULTS: dict[tuple[str, str], dict[str, dict[str, Any]]] = {
         "rloo": {"lr": 1e-3, "steps": 200, "batch_prompts": 16, "k": 4},
         "ppo": {"lr": 3e-4, "steps": 60, "batch_prompts": 64, "mini_batch_size": 32},
         "bon_sft": {"lr": 1e-3, "steps": 150, "batch_prompts": 64},
+        # vbon_offline (one prompt, 64 of its 4096 cached references per step): identity and
+        # exp(t=1) flatten by 200 steps at lr 3e-3 or 1e-2, log only by about 600 at 1e-2
+        # (measured KL(pi || pi*) after 800 steps: 0.05, 0.09 and 0.23 at 1e-2).
+        "offline": {"lr": 1e-2, "steps": 600, "batch_prompts": 1, "k": 64},
     },
 }
 
@@ -184,7 +204,15 @@ SFT_AUTHORS: dict[str, Any] = {
 
 # Fields added after runs were cached: left out of the identity hash while at these values, so
 # that a run's name (and its cached results) stays what it was before the field existed.
-_IDENTITY_DEFAULTS: dict[str, Any] = {"adam_eps": 1e-8, "trainable": "blocks", "sft_recipe": "vbon"}
+_IDENTITY_DEFAULTS: dict[str, Any] = {
+    "adam_eps": 1e-8,
+    "trainable": "blocks",
+    "sft_recipe": "vbon",
+    "transform": "log",
+    "transform_t": None,
+    "cdf_estimator": "add_one",
+    "offline_log_z": "closed",
+}
 
 # Fields that do not change what a run computes: they are left out of the run's identity hash.
 _NOT_IDENTITY = frozenset(
@@ -233,7 +261,8 @@ class TrainConfig:
     the paper profile the hub commits the task loads are filled in (``policy_revision``, ...)."""
     method: Method = "vbon"
     """"vbon" (reward log F_hat, bound L), "vbon_exact" (the paper's exact reward),
-    "kl_rl" (raw reward r, free beta) or "bon_sft" (SFT on the best of n reference samples)."""
+    "kl_rl" (raw reward r, free beta), "bon_sft" (SFT on the best of n reference samples) or
+    "vbon_offline" (vbon's optimum fitted from the reference cache, no rollouts)."""
     algorithm: Algorithm | None = None
     """"rloo" (REINFORCE, leave-one-out baseline over k samples per prompt, KL as a k1 sequence
     sum in the reward) or "ppo" (value head, GAE, clipped losses; the authors' trlx setup).
@@ -247,6 +276,22 @@ class TrainConfig:
     n_rounding: Literal["exact", "nearest", "authors"] = "exact"
     """How N is derived from beta for vbon: "exact" (1/beta + 1 must be an integer), "nearest",
     or "authors" (int(1/beta) + 1, the authors' truncation)."""
+    transform: Literal["log", "identity", "exp"] = "log"
+    """The quantile transform f of vbon and vbon_offline's reward R = f(F(r(y))): "log"
+    (vBoN's bound L), "identity" (F, InfAlign's calibrated reward: the win rate against
+    pi_ref) or "exp" (exp(transform_t F), InfAlign-CTRL). The KL weight stays beta = 1/(N-1);
+    only "log" makes the optimum pi_BoN(N)-like (``vbon.objectives``)."""
+    transform_t: float | None = None
+    """The temperature t of ``transform="exp"`` (non-zero); None otherwise."""
+    cdf_estimator: Literal["add_one", "posterior", "pooled"] = "add_one"
+    """How f(F) is estimated from the M references (``vbon.cdf.quantile_scores``): "add_one"
+    (f((k+1)/(M+1)), the authors' F_hat), "posterior" (E[f(F) | k, M] under a uniform prior;
+    for log, psi(k+1) - psi(M+2)) or "pooled" (a location-scale fit shared across prompts,
+    M >= 2)."""
+    offline_log_z: Literal["closed", "references"] = "closed"
+    """vbon_offline's log Z in the target f(F_hat) - beta log Z: "closed" (QRPO's closed form,
+    exact when F(r(y)) is uniform under pi_ref, i.e. no ties) or "references" (per prompt, the
+    mean of exp(f(F_hat)/beta) over its references; consistent with ties; vbon.train.offline)."""
     scaling: Literal["paper", "authors"] = "paper"
     """vbon_exact's reward divisor: "paper" divides log(pi_BoN/pi_ref) by N-1 (the true
     objective at KL weight 1/(N-1)); "authors" divides by N as the authors' code did."""
@@ -452,7 +497,7 @@ class TrainConfig:
 
     # -- defaults and validation ------------------------------------------------------------------
     def _fill_defaults(self) -> None:
-        kind = "bon_sft" if self.method == "bon_sft" else self.algorithm
+        kind = {"bon_sft": "bon_sft", "vbon_offline": "offline"}.get(self.method, self.algorithm)
         table = defaults_for(self.profile, self.task, kind)
         if self.method == "bon_sft":
             self.k = 1  # one target per prompt
@@ -464,13 +509,18 @@ class TrainConfig:
                 setattr(self, name, value)
         if self.steps == ONE_PASS:
             self.steps = -(-self._train_prompt_count() // self.batch_prompts)
-        if self.method == "bon_sft" or self.algorithm == "rloo":
+        if not self.is_rl or self.algorithm == "rloo":
             # Unused fields are pinned so that they do not change the run's identity.
             self.mini_batch_size = None
             self.ppo_epochs = None
 
+    @property
+    def train_prompt_count(self) -> int:
+        """Train prompts a run passes over: max_train_prompts, capped by the task's n_train
+        (IMDB's 5000 or TL;DR's rows when neither caps it; the enumerable world has one)."""
+        return 1 if self.task == "enumerable" else self._train_prompt_count()
+
     def _train_prompt_count(self) -> int:
-        """Train prompts a run passes over: max_train_prompts, capped by the task's n_train."""
         counts = [TLDR_TRAIN_ROWS if self.task == "tldr" else 5000]
         n_train = self.task_overrides.get("n_train")
         if isinstance(n_train, int) and not isinstance(n_train, bool) and n_train > 0:
@@ -483,7 +533,7 @@ class TrainConfig:
         # Imported here: the CLI builds its parser from this module and should not load torch.
         from vbon.objectives import beta_from_n, n_from_beta
 
-        if self.method in ("vbon", "vbon_exact"):
+        if self.method in QUANTILE_METHODS:
             if self.n is None and self.beta is None:
                 raise ValueError("n: vbon needs N (or beta, with N = 1/beta + 1)")
             if self.beta is not None:
@@ -510,6 +560,30 @@ class TrainConfig:
             raise ValueError(f"n_rounding: expected exact/nearest/authors, got {self.n_rounding!r}")
         if self.scaling not in ("paper", "authors"):
             raise ValueError(f"scaling: expected 'paper' or 'authors', got {self.scaling!r}")
+        from vbon.cdf import ESTIMATORS
+        from vbon.objectives import check_transform
+
+        _, self.transform_t = check_transform(self.transform, self.transform_t)
+        if self.cdf_estimator not in ESTIMATORS:
+            raise ValueError(
+                f"cdf_estimator: expected one of {ESTIMATORS}, got {self.cdf_estimator!r}"
+            )
+        if self.offline_log_z not in ("closed", "references"):
+            raise ValueError(
+                f"offline_log_z: expected 'closed' or 'references', got {self.offline_log_z!r}"
+            )
+        if self.offline_log_z != "closed" and self.method != "vbon_offline":
+            raise ValueError("offline_log_z: only vbon_offline has a partition target")
+        quantile = self.method in ("vbon", "vbon_offline")
+        if self.transform != "log" and not quantile:
+            raise ValueError(
+                f"transform: only vbon and vbon_offline take a quantile transform, got "
+                f"{self.transform!r} with method {self.method!r}"
+            )
+        if self.cdf_estimator != "add_one" and self.method not in QUANTILE_METHODS:
+            raise ValueError(
+                f"cdf_estimator: {self.method} has no F to estimate; leave it at 'add_one'"
+            )
         if self.score_clip is not None:
             _positive_float("score_clip", self.score_clip)
         check_real(self.eos_score, "eos_score", allow_none=True)
@@ -518,12 +592,12 @@ class TrainConfig:
         _positive_int("steps", self.steps)
         _positive_int("batch_prompts", self.batch_prompts)
         _positive_int("k", self.k)
-        if self.method != "bon_sft" and self.algorithm == "rloo" and self.k < 2:
+        if self.is_rl and self.algorithm == "rloo" and self.k < 2:
             raise ValueError(
                 f"k: rloo needs k >= 2 samples per prompt for its leave-one-out baseline, got {self.k}"
             )
         rows = self.batch_prompts * self.k
-        if self.method != "bon_sft" and self.algorithm == "ppo":
+        if self.is_rl and self.algorithm == "ppo":
             _positive_int("mini_batch_size", self.mini_batch_size)
             _positive_int("ppo_epochs", self.ppo_epochs)
             if rows % self.mini_batch_size:
@@ -541,11 +615,7 @@ class TrainConfig:
                     f"micro_batch_size: {self.micro_batch_size} must divide the {step_rows} rows "
                     "of an optimiser step"
                 )
-            if (
-                self.method != "bon_sft"
-                and self.algorithm == "rloo"
-                and self.micro_batch_size % self.k
-            ):
+            if self.is_rl and self.algorithm == "rloo" and self.micro_batch_size % self.k:
                 raise ValueError(
                     f"micro_batch_size: must be a multiple of k = {self.k} for rloo (each "
                     "micro-batch holds whole prompt groups for the leave-one-out baseline)"
@@ -588,7 +658,7 @@ class TrainConfig:
         if self.max_m is not None:
             _positive_int("max_m", self.max_m)
         _positive_int("sft_groups", self.sft_groups)
-        if self.method in ("vbon", "vbon_exact") and self.m is not None:
+        if self.method in QUANTILE_METHODS and self.m is not None:
             # F_hat from M samples resolves the BoN(N) target only when M >= M_PER_N N
             # (vbon.cdf): warn, since the M ablation breaks the rule on purpose.
             from vbon.cdf import check_well_posed
@@ -640,7 +710,8 @@ class TrainConfig:
     # -- identity, naming, (de)serialisation ----------------------------------------------------
     @property
     def is_rl(self) -> bool:
-        return self.method != "bon_sft"
+        """Trained online, on its own rollouts (rloo or ppo)."""
+        return self.method not in OFFLINE_METHODS
 
     @property
     def rows_per_phase(self) -> int:
@@ -664,10 +735,16 @@ class TrainConfig:
         """method-algorithm-N<n>|beta<beta>-seed<s>-<hash>, e.g. vbon-rloo-N8-seed0-1a2b3c4d."""
         if self.method == "bon_sft":
             head = f"bon_sft-n{self.n}"
+        elif self.method == "vbon_offline":
+            head = f"vbon_offline-N{self.n}"
         elif self.method == "kl_rl":
             head = f"kl_rl-{self.algorithm}-beta{self.beta:g}"
         else:
             head = f"{self.method}-{self.algorithm}-N{self.n}"
+        if self.transform != "log":
+            head += f"-{self.transform}" + (f"{self.transform_t:g}" if self.transform_t else "")
+        if self.cdf_estimator != "add_one":
+            head += f"-{self.cdf_estimator}"
         return f"{head}-seed{self.seed}-{self.fingerprint()}"
 
     def run_dir(self) -> Path:
@@ -711,9 +788,9 @@ class TrainConfig:
         """
         data = self.to_dict()
         if "n" in changes and "beta" not in changes:
-            data["beta"] = None if data.get("method") in ("vbon", "vbon_exact") else data["beta"]
+            data["beta"] = None if data.get("method") in QUANTILE_METHODS else data["beta"]
         if "beta" in changes and "n" not in changes:
-            data["n"] = None if data.get("method") in ("vbon", "vbon_exact") else data["n"]
+            data["n"] = None if data.get("method") in QUANTILE_METHODS else data["n"]
         return TrainConfig.from_dict({**data, **changes})
 
 

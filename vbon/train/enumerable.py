@@ -160,6 +160,7 @@ class EnumerableWorld:
     def score(self, config: Any) -> tuple[np.ndarray, float] | None:
         """The score s(y) of every completion and the KL weight beta that ``config`` trained
         on (F_hat from its own reference draws), or None for bon_sft (no KL-RL objective)."""
+        from vbon.cdf import quantile_scores
         from vbon.objectives import log_bon_ratio
 
         if config.method == "bon_sft":
@@ -170,9 +171,12 @@ class EnumerableWorld:
         ref = self.rewards[draws]
         if config.max_m:
             ref = ref[: config.max_m]
-        log_f = RewardCDF(ref[None, :]).log_cdf(self.rewards[None, :])[0]
-        if config.method == "vbon":
-            return log_f, float(config.beta)
+        cdf, everything = RewardCDF(ref[None, :]), self.rewards[None, :]
+        if config.method in ("vbon", "vbon_offline"):
+            kind = {"transform": config.transform, "t": config.transform_t}
+            scores = quantile_scores(cdf, everything, None, estimator=config.cdf_estimator, **kind)
+            return scores[0], float(config.beta)
+        log_f = quantile_scores(cdf, everything, None, estimator=config.cdf_estimator)[0]
         ratio = log_bon_ratio(log_f, np.minimum(self.ref_logprobs, 0.0), config.n)
         return ratio / (config.n - 1), float(config.beta)
 
@@ -203,6 +207,10 @@ class EnumerableWorld:
             out["objective"] = theory.objective_value(q, p, s, beta)
             out["optimum"] = theory.optimum_value(p, s, beta)
             out["gap"] = out["optimum"] - out["objective"]
+            # pi_ref's own distance to the optimum, KL(pi_ref || pi*): where every run starts.
+            out["ref_kl_to_optimum"] = (
+                out["optimum"] - theory.objective_value(p, p, s, beta)
+            ) / beta
         if cfg.method != "kl_rl":
             out["kl_to_bon"] = theory.kl_divergence(q, self.bon_probs(cfg.n))
         return out
@@ -218,12 +226,13 @@ class EnumerableWorld:
         train_draws = self.sample_ref(config.m, seed=config.ref_seed)
         test_draws = self.sample_ref(config.eval_m, seed=config.ref_seed + 1)
         sft = None
+        codes = train_draws[: config.max_m] if config.max_m else train_draws
         if config.method == "bon_sft":
-            codes = train_draws[None, :]
+            pool = train_draws[None, :]
             sft = bon_sft_examples(
-                [self.texts(codes[0])],
-                self.rewards[codes],
-                np.zeros(codes.shape, bool),
+                [self.texts(pool[0])],
+                self.rewards[pool],
+                np.zeros(pool.shape, bool),
                 config.n,
                 config.sft_groups,
             )
@@ -239,8 +248,11 @@ class EnumerableWorld:
             test_prompts=[PROMPT],
             sampling=Sampling(max_new_tokens=LENGTH, temperature=config.temperature or 1.0),
             test_ref=self.rewards[test_draws][None, :],
-            train_cdf=RewardCDF(self.rewards[train_draws][None, :]),
+            train_cdf=RewardCDF(self.rewards[train_draws][None, :], max_m=config.max_m),
             sft_examples=sft,
             extra_eval=extra_eval,
+            reference_texts=[self.texts(codes)],
+            reference_ended=np.zeros((1, len(codes)), bool),
+            reference_rewards=self.rewards[codes][None, :],
             describe={"name": "enumerable", "seed": self.seed, "reward_seed": self.reward_seed},
         )

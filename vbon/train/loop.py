@@ -139,9 +139,15 @@ def _write_json(path: Path, obj: Any) -> None:
 
 def _saved_config(run_dir: Path) -> TrainConfig:
     """The config.json of a run directory, or ValueError naming the file."""
+    import warnings
+
+    from vbon.cdf import IllPosedWarning
+
     path = run_dir / "config.json"
     try:
-        return TrainConfig.from_json(path)
+        with warnings.catch_warnings():  # the run was warned about when it was configured
+            warnings.simplefilter("ignore", IllPosedWarning)
+            return TrainConfig.from_json(path)
     except (OSError, ValueError) as exc:  # JSONDecodeError is a ValueError
         raise ValueError(
             f"run_name: {path} cannot be read ({exc}); pass overwrite=True to start the run over"
@@ -579,12 +585,13 @@ class _Run:
     # -- the loop -------------------------------------------------------------------------------
     def run(self) -> TrainResult:
         from vbon.train.bon_sft import bon_sft_step
+        from vbon.train.offline import offline_step
         from vbon.train.ppo import ppo_step
         from vbon.train.rloo import rloo_step
 
         cfg, acc, ctx = self.config, self.accelerator, self.ctx
-        step_fn = (
-            bon_sft_step if not cfg.is_rl else (ppo_step if cfg.algorithm == "ppo" else rloo_step)
+        step_fn = {"bon_sft": bon_sft_step, "vbon_offline": offline_step}.get(
+            cfg.method, ppo_step if cfg.algorithm == "ppo" else rloo_step
         )
         start = self.prepare_dir()
         if start == 0 and cfg.eval_at_start and cfg.evaluate:

@@ -55,6 +55,8 @@ class TrainSetup:
     ``train_cdf`` holds F_hat of each train prompt (row i = ``train_prompts[i]``; vbon only);
     ``test_ref`` the reference rewards of ``test_prompts`` for the win rate. ``extra_eval``, if
     set, maps the (unwrapped) policy to more evaluation metrics (the enumerable world's exact KLs).
+    ``reference_texts``, ``reference_ended`` and ``reference_rewards`` (P, M, draw order) are
+    the cached reference completions behind ``train_cdf``: vbon_offline's training data.
     """
 
     policy: Any
@@ -68,6 +70,9 @@ class TrainSetup:
     train_cdf: RewardCDF | None = None
     sft_examples: list[SftExample] | None = None
     extra_eval: Callable[[Any], dict[str, float]] | None = None
+    reference_texts: list[list[str]] | None = None
+    reference_ended: np.ndarray | None = None
+    reference_rewards: np.ndarray | None = None
     describe: dict[str, Any] = field(default_factory=dict)
 
 
@@ -166,7 +171,8 @@ def build_setup(config: Any, device: Any = None, precision: str | None = None) -
 
     train_cdf = None
     sft = None
-    if config.method in ("vbon", "vbon_exact", "bon_sft"):
+    offline = {}
+    if config.method in ("vbon", "vbon_exact", "bon_sft", "vbon_offline"):
         # One cache, texts kept, serves F_hat (vbon) and the BoN targets (bon_sft): the
         # reference samples are drawn once per (task, M, seed) whichever method asks first.
         cache = build_task_reference(
@@ -190,6 +196,13 @@ def build_setup(config: Any, device: Any = None, precision: str | None = None) -
             )
         else:
             train_cdf = cache.cdf(max_m=config.max_m)
+        if config.method == "vbon_offline":
+            m = config.max_m or config.m
+            offline = {
+                "reference_texts": [row[:m] for row in cache.column("texts")],
+                "reference_ended": np.asarray(cache.column("ended"))[:, :m],
+                "reference_rewards": cache.rewards(max_m=m),
+            }
     test_prompts = list(task.test_prompts)[: config.eval_prompts]
     test_ref = None
     if config.evaluate:
@@ -215,4 +228,5 @@ def build_setup(config: Any, device: Any = None, precision: str | None = None) -
         train_cdf=train_cdf,
         sft_examples=sft,
         describe=task.describe(),
+        **offline,
     )

@@ -70,13 +70,17 @@ def result_row(result: Any) -> dict[str, Any]:
     cfg: TrainConfig = result.config
     row: dict[str, Any] = {
         "method": cfg.method,
-        "algorithm": None if cfg.method == "bon_sft" else cfg.algorithm,
+        "algorithm": cfg.algorithm if cfg.is_rl else None,
         "n": None if cfg.method == "kl_rl" else cfg.n,
         "beta": None if cfg.method == "bon_sft" else cfg.beta,
         "seed": cfg.seed,
         "m": cfg.m,
         "max_m": cfg.max_m,
         "steps": cfg.steps,
+        "transform": cfg.transform,
+        "transform_t": cfg.transform_t,
+        "cdf_estimator": cfg.cdf_estimator,
+        "offline_log_z": cfg.offline_log_z,
     }
     metrics = {k: v for k, v in result.metrics.items() if k not in ("step", "phase")}
     row.update(metrics)
