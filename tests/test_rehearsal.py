@@ -49,6 +49,7 @@ IMDB_EXPERIMENT = {
     "seeds": [0, 1],
     "rl": {"steps": 8, "batch_prompts": 8, "mini_batch_size": 4},
     "sft": {"steps": 2},
+    "offline": {"steps": 2, "batch_prompts": 4},  # notebook 08's offline vBoN
     "m_ablation": [4],
     "m_ablation_n": 2,
 }
