@@ -16,7 +16,7 @@ a cheap random reward (``_words.word_reward``: throughput is the point, not lear
 
 Prints samples/s, generated tokens/s, seconds per step by part and the peak memory
 (``torch.cuda.max_memory_allocated`` on a GPU, the process's peak RSS on a CPU), one line per
-part, then the projected wall time of the paper profile's notebooks 02-07: the per-sample and
+part, then the projected wall time of the paper profile's notebooks 02-08: the per-sample and
 per-phase rates measured here times the counts of ``vbon.dryrun.plan("paper")`` (the plan
 ``vbon reproduce --profile paper --dry-run`` prints; TL;DR rates scaled by the configured
 variant's size over 1B). The figures are written as JSON to ``--out`` (default

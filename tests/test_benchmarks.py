@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 from vbon import paths
+from vbon.dryrun import plan
 
 
 def test_gpu_check_runs_tiny_on_cpu(tmp_path):
@@ -36,5 +37,6 @@ def test_gpu_check_runs_tiny_on_cpu(tmp_path):
     for task in ("imdb", "tldr"):
         assert report["rates"][task]["sample_s"] > 0 and report["rates"][task]["phase_s"] > 0
     projected = report["projection"]["notebooks"]
-    assert len(projected) == 6 and all(s > 0 for s in projected.values())
+    assert set(projected) == {nb.notebook for nb in plan("paper").notebooks}
+    assert all(s > 0 for s in projected.values())
     assert "projected wall time" in proc.stdout

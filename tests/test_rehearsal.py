@@ -1,4 +1,4 @@
-"""The paper profile rehearsed offline: notebooks 02 to 07 under the real hub ids.
+"""The paper profile rehearsed offline: notebooks 02 to 08 under the real hub ids.
 
 A stand-in Hugging Face cache (``vbon.toy.standins``: tiny random-weight models of the real
 classes, datasets with the hub schemas, at the pinned revisions) is built into a temporary
