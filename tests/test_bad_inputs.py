@@ -122,6 +122,11 @@ CASES: dict[str, tuple[Callable[[], Any], str]] = {
     "sample(prompts='a')": (lambda: sample(None, None, "a", 1, max_new_tokens=4), "prompts"),
     # --- the training config ---
     "TrainConfig(seed=-1)": (lambda: TrainConfig(seed=-1), "seed"),
+    "TrainConfig(kl_estimator='k2')": (lambda: TrainConfig(kl_estimator="k2"), "kl_estimator"),
+    "TrainConfig(bon_sft, kl_estimator='rb')": (
+        lambda: TrainConfig(method="bon_sft", kl_estimator="rb"),
+        "kl_estimator",
+    ),
     "TrainConfig(seed=1.0)": (lambda: TrainConfig(seed=1.0), "seed"),
     "TrainConfig(ref_seed=-2)": (lambda: TrainConfig(ref_seed=-2), "ref_seed"),
     "TrainConfig(n='8')": (lambda: TrainConfig(method="vbon", n="8"), "n"),

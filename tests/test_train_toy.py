@@ -115,6 +115,24 @@ def test_vbon_improves_its_objective_and_its_win_rate(run, name):
     assert (trains["objective_se"].dropna() > 0).all()
 
 
+def test_kl_rb_has_a_smaller_standard_error_than_k1_on_the_trained_policy(run):
+    """The evaluation's three KL estimates come from the same samples of the trained vbon
+    policy: kl_rb's SE over test prompts is at most k1's, and kl_rb - k1 (paired by prompt)
+    is centred on 0 (both are unbiased)."""
+    result = run("vbon-rloo")
+    last, per = result.frame("eval").iloc[-1], result.per_prompt()
+    se = {name: last[f"kl_{name}_se"] for name in ("k1", "k3", "rb")}
+    diff = per["kl_rb"] - per["kl_k1"]
+    z = diff.mean() / (diff.std(ddof=1) / np.sqrt(len(diff)))
+    print(
+        f"[toy-sentiment] KL of vbon-rloo on {len(per)} prompts: k1 {last['kl_k1']:.3f} "
+        f"+- {se['k1']:.3f}, k3 {last['kl_k3']:.3f} +- {se['k3']:.3f}, "
+        f"rb {last['kl_rb']:.3f} +- {se['rb']:.3f}; rb - k1 {diff.mean():+.3f} ({z:+.1f} SE)"
+    )
+    assert se["rb"] <= se["k1"]
+    assert abs(z) < Z
+
+
 @pytest.mark.parametrize("name", ["kl_rl-rloo", "bon_sft"])
 def test_baselines_improve_over_the_reference(run, name):
     result = run(name)

@@ -277,7 +277,7 @@ def _groups(configs: Sequence[Any], trained_here: bool = True) -> list[RunGroup]
         if c.method == "kl_rl":
             setting = f"beta={c.beta:g}"
         else:
-            setting = f"{'n' if c.method == 'bon_sft' else 'N'}={c.n}"
+            setting = f"{'n' if c.method in ('bon_sft', 'bonbon') else 'N'}={c.n}"
         if getattr(c, "max_m", None):
             setting += f" M={c.max_m}"
         from vbon.findings import variant_label

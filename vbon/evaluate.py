@@ -1,5 +1,5 @@
-"""Metrics for every figure: reward, win rate against pi_ref, KL to pi_ref, BoN at many N, and
-the Pareto frontier (the paper's experiments).
+"""Metrics for every figure: reward, win rate against pi_ref, KL to pi_ref (k1, k3 and the
+Rao-Blackwellised ``kl_rb``), BoN at many N, and the Pareto frontier (the paper's experiments).
 
 Standard errors treat prompts as the independent unit: samples of one prompt are averaged first,
 then the mean and its standard error are taken over prompts.
@@ -25,6 +25,8 @@ __all__ = [
     "win_rates",
     "win_rate",
     "kl_estimates",
+    "next_token_kl",
+    "kl_rb",
     "per_prompt_table",
     "bon_evaluate",
     "pareto_frontier",
@@ -169,6 +171,61 @@ def kl_estimates(
         "k1_per_sample": k1,
         "k3_per_sample": k3,
     }
+
+
+def next_token_kl(policy_logprobs: Any, ref_logprobs: Any) -> Any:
+    """KL(pi_theta(. | s) || pi_ref(. | s)) = sum_v pi_theta(v | s) log(pi_theta / pi_ref)(v | s)
+    of each next-token distribution: log-softmax tensors (..., V) in, (...) out.
+
+    Differentiable in ``policy_logprobs`` (torch) and exact over the vocabulary; numpy arrays
+    work too. A token pi_theta gives no mass contributes 0 whatever pi_ref gives it.
+    """
+    if is_tensor(policy_logprobs):
+        import torch
+
+        p = policy_logprobs
+        q = torch.as_tensor(ref_logprobs, device=p.device, dtype=p.dtype)
+        return torch.where(p > -torch.inf, p.exp() * (p - q), 0.0).sum(-1)
+    p = np.asarray(policy_logprobs, dtype=np.float64)
+    q = np.asarray(ref_logprobs, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        return np.where(p > -np.inf, np.exp(p) * (p - q), 0.0).sum(-1)
+
+
+def kl_rb(policy_logprobs: Any, ref_logprobs: Any, mask: Any = None) -> Any:
+    """The Rao-Blackwellised estimate of KL(pi_theta || pi_ref) of each sampled sequence.
+
+    Amini, Vieira, Cotterell (NeurIPS 2025): along a completion y ~ pi_theta, sum over its
+    positions of the exact next-token KL given the sampled prefix,
+    sum_t KL(pi_theta(. | x, y_<t) || pi_ref(. | x, y_<t)). It is k1's conditional expectation
+    given each prefix, so it is unbiased with variance at most k1's (and never negative).
+
+    Args:
+        policy_logprobs, ref_logprobs: (B, T, V) log-softmax of pi_theta and pi_ref at the
+            sampling temperature at the T positions that predict completion tokens (torch or
+            numpy; torch keeps the gradient through pi_theta).
+        mask: (B, T) True on completion tokens; all positions when omitted.
+
+    Returns:
+        (B,) per-sequence sums, of the input's kind.
+    """
+    lp_shape = tuple(policy_logprobs.shape)
+    if len(lp_shape) != 3 or tuple(ref_logprobs.shape) != lp_shape:
+        raise ValueError(
+            f"ref_logprobs: expected two (B, T, V) log-softmax arrays of one shape, got "
+            f"{lp_shape} and {tuple(ref_logprobs.shape)}"
+        )
+    per_token = next_token_kl(policy_logprobs, ref_logprobs)
+    if mask is None:
+        return per_token.sum(-1)
+    if tuple(mask.shape) != lp_shape[:2]:
+        raise ValueError(f"mask: shape {tuple(mask.shape)} does not match (B, T) = {lp_shape[:2]}")
+    if is_tensor(per_token):
+        import torch
+
+        keep = torch.as_tensor(mask, device=per_token.device).bool()
+        return torch.where(keep, per_token, 0.0).sum(-1)
+    return np.where(as_bool(mask, "mask"), per_token, 0.0).sum(-1)
 
 
 def per_prompt_table(prompt_index: Any, **values: Any) -> pd.DataFrame:
@@ -349,12 +406,16 @@ class PolicyEvaluation:
     # Metrics the reward model gives beside the reward (IMDB: p_pos, p(POS), the quantity the
     # authors' evaluation reports while training uses the logit).
     extras: dict[str, MeanSE] = field(default_factory=dict)
+    # The Rao-Blackwellised KL (``kl_rb``) on the same samples as k1 and k3; None where the
+    # next-token distributions were not available.
+    kl_rb: MeanSE | None = None
 
     def as_dict(self) -> dict[str, float]:
         out: dict[str, float] = {"eos_rate": self.eos_rate, "length": self.mean_length}
-        for name in ("reward", "win_rate", "kl_k1", "kl_k3"):
-            value: MeanSE = getattr(self, name)
-            out[name], out[f"{name}_se"] = value.mean, value.se
+        for name in ("reward", "win_rate", "kl_k1", "kl_k3", "kl_rb"):
+            value: MeanSE | None = getattr(self, name)
+            if value is not None:
+                out[name], out[f"{name}_se"] = value.mean, value.se
         out["kl"], out["kl_se"] = out["kl_k3"], out["kl_k3_se"]
         for name, value in self.extras.items():
             out[name], out[f"{name}_se"] = value.mean, value.se
@@ -389,7 +450,7 @@ def evaluate_policy(
             for the win rate.
         k: samples per prompt.
     """
-    from vbon.generation import completion_logprobs, sample
+    from vbon.generation import completion_kl_terms, sample
 
     k = check_n(k, "k")
     completions = sample(
@@ -407,13 +468,13 @@ def evaluate_policy(
     repeated = [prompts[i] for i in completions.prompt_index]
     rewards, extras = score_with_extras(reward_fn, repeated, completions.texts, completions.ended)
     idx = completions.prompt_index
-    lp = completion_logprobs(
-        policy, completions, temperature=temperature, batch_size=batch_size, per_token=True
-    )
-    lr = completion_logprobs(
-        reference, completions, temperature=temperature, batch_size=batch_size, per_token=True
+    # One forward of each model gives k1 and k3 (the sampled tokens) and kl_rb (the whole
+    # next-token distributions), all on the same samples.
+    lp, lr, rb = completion_kl_terms(
+        policy, reference, completions, temperature=temperature, batch_size=batch_size
     )
     kl = kl_estimates(lp, lr, completions.mask, idx)
+    rb = rb.double().numpy()
     return PolicyEvaluation(
         per_prompt=per_prompt_table(
             idx,
@@ -421,6 +482,7 @@ def evaluate_policy(
             win_rate=win_rates(rewards, ref_rewards, idx, method=win_method),
             kl_k1=kl["k1_per_sample"],
             kl_k3=kl["k3_per_sample"],
+            kl_rb=rb,
             length=completions.lengths,
             eos=completions.ended,
             **extras,
@@ -430,6 +492,7 @@ def evaluate_policy(
         win_rate=win_rate(rewards, ref_rewards, idx, method=win_method),
         kl_k1=kl["k1"],
         kl_k3=kl["k3"],
+        kl_rb=mean_se(rb, idx),
         eos_rate=float(completions.ended.mean()),
         mean_length=float(completions.lengths.mean()),
         rewards=rewards.reshape(len(prompts), k),

@@ -87,7 +87,8 @@ def config_label(
     if method == "kl_rl":
         head = f"kl_rl beta={float(beta):.3g}"
     else:
-        head = f"{method} N={int(n)}" if method != "bon_sft" else f"bon_sft n={int(n)}"
+        pair = method in ("bon_sft", "bonbon")  # n reference samples, not a BoN target N
+        head = f"{method} n={int(n)}" if pair else f"{method} N={int(n)}"
     if max_m is not None and not (isinstance(max_m, float) and np.isnan(max_m)):
         head += f" M={int(max_m)}"
     return head + variant

@@ -33,6 +33,7 @@ __all__ = [
     "sample",
     "token_logprobs",
     "completion_logprobs",
+    "completion_kl_terms",
 ]
 
 
@@ -395,6 +396,32 @@ def sample(
     )
 
 
+def _completion_logits(
+    model: PreTrainedModel,
+    prompt_ids: torch.Tensor,
+    prompt_mask: torch.Tensor,
+    token_ids: torch.Tensor,
+    mask: torch.Tensor,
+    temperature: float,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Logits / temperature (n, V) at the kept completion positions, the kept tokens (n,),
+    and the keep mask (B, T), all on the model's device."""
+    if not temperature > 0:
+        raise ValueError(f"temperature: must be > 0, got {temperature!r}")
+    from vbon.train.modeling import packed_logits
+
+    device = model.device
+    token_ids, keep = token_ids.to(device), mask.to(device).bool()
+    input_ids = torch.cat([prompt_ids.to(device), token_ids], dim=1)
+    attention = torch.cat([prompt_mask.to(device).bool(), keep], dim=1).long()
+    position_ids = (attention.cumsum(dim=1) - 1).clamp(min=0)
+    length, width = input_ids.shape[1], token_ids.shape[1]
+    positions = torch.arange(length - width - 1, length - 1, device=device)
+    # Only the completion tokens on the mask go through the LM head (see packed_logits).
+    logits, _ = packed_logits(model, input_ids, attention, position_ids, positions, keep)
+    return logits.float() / temperature, token_ids[keep], keep
+
+
 def token_logprobs(
     model: PreTrainedModel,
     prompt_ids: torch.Tensor,
@@ -409,22 +436,11 @@ def token_logprobs(
     Differentiable (the trainer calls it under autograd). Positions are counted from the first
     real prompt token so that left padding does not shift absolute position embeddings.
     """
-    if not temperature > 0:
-        raise ValueError(f"temperature: must be > 0, got {temperature!r}")
-    from vbon.train.modeling import packed_logits
-
-    device = model.device
-    token_ids, keep = token_ids.to(device), mask.to(device).bool()
-    input_ids = torch.cat([prompt_ids.to(device), token_ids], dim=1)
-    attention = torch.cat([prompt_mask.to(device).bool(), keep], dim=1).long()
-    position_ids = (attention.cumsum(dim=1) - 1).clamp(min=0)
-    length, width = input_ids.shape[1], token_ids.shape[1]
-    positions = torch.arange(length - width - 1, length - 1, device=device)
-    # Only the completion tokens on the mask go through the LM head (see packed_logits).
-    logits, _ = packed_logits(model, input_ids, attention, position_ids, positions, keep)
-    logits = logits.float() / temperature
-    kept = logits.gather(-1, token_ids[keep].unsqueeze(-1)).squeeze(-1) - logits.logsumexp(-1)
-    return torch.zeros(keep.shape, dtype=kept.dtype, device=device).masked_scatter(keep, kept)
+    logits, tokens, keep = _completion_logits(
+        model, prompt_ids, prompt_mask, token_ids, mask, temperature
+    )
+    kept = logits.gather(-1, tokens.unsqueeze(-1)).squeeze(-1) - logits.logsumexp(-1)
+    return torch.zeros(keep.shape, dtype=kept.dtype, device=keep.device).masked_scatter(keep, kept)
 
 
 @torch.no_grad()
@@ -458,6 +474,50 @@ def completion_logprobs(
         )
     per_tok = torch.cat(out, dim=0) if out else torch.zeros((0, completions.token_ids.shape[1]))
     return per_tok if per_token else per_tok.sum(dim=1)
+
+
+@torch.no_grad()
+def completion_kl_terms(
+    policy: PreTrainedModel,
+    reference: PreTrainedModel,
+    completions: Completions,
+    *,
+    temperature: float = 1.0,
+    batch_size: int = 64,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-token log pi_theta and log pi_ref of the sampled tokens (B, T) and the
+    Rao-Blackwellised KL of each completion (B,) (``vbon.evaluate.kl_rb``), from one forward
+    of each model per chunk of ``batch_size`` rows, at ``temperature``; no grad."""
+    from vbon.evaluate import next_token_kl
+
+    if batch_size < 1:
+        raise ValueError(f"batch_size: must be >= 1, got {batch_size}")
+    lp_parts, lr_parts, rb_parts = [], [], []
+    for s in range(0, len(completions), batch_size):
+        part = (
+            completions.prompt_ids[s : s + batch_size],
+            completions.prompt_mask[s : s + batch_size],
+            completions.token_ids[s : s + batch_size],
+            completions.mask[s : s + batch_size],
+        )
+        logits_p, tokens, keep = _completion_logits(policy, *part, temperature)
+        logits_q, _, _ = _completion_logits(reference, *part, temperature)
+        logp = torch.log_softmax(logits_p, dim=-1)
+        logq = torch.log_softmax(logits_q.to(logp.device), dim=-1)
+        rows = []
+        for full in (logp, logq):
+            kept = full.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
+            rows.append(torch.zeros(keep.shape, dtype=kept.dtype, device=keep.device))
+            rows[-1].masked_scatter_(keep, kept)
+        per_token_kl = torch.zeros(keep.shape, dtype=logp.dtype, device=keep.device)
+        per_token_kl.masked_scatter_(keep, next_token_kl(logp, logq))
+        lp_parts.append(rows[0].cpu())
+        lr_parts.append(rows[1].cpu())
+        rb_parts.append(per_token_kl.sum(-1).cpu())
+    if not lp_parts:
+        empty = torch.zeros((0, completions.token_ids.shape[1]))
+        return empty, empty.clone(), torch.zeros(0)
+    return torch.cat(lp_parts), torch.cat(lr_parts), torch.cat(rb_parts)
 
 
 def sample_vllm(

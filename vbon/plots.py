@@ -14,7 +14,7 @@ import pandas as pd
 import seaborn as sns
 
 # Fixed across notebooks so a method looks the same in every figure.
-METHOD_ORDER = ["ref", "bon", "vbon", "vbon_exact", "kl_rl", "bon_sft", "vbon_offline"]
+METHOD_ORDER = ["ref", "bon", "vbon", "vbon_exact", "kl_rl", "bon_sft", "vbon_offline", "bonbon"]
 METHOD_LABEL = {
     "ref": "pi_ref",
     "bon": "BoN",
@@ -23,6 +23,7 @@ METHOD_LABEL = {
     "kl_rl": "KL-RL",
     "bon_sft": "BoN-SFT",
     "vbon_offline": "vBoN offline",
+    "bonbon": "BoNBoN",
 }
 METHOD_COLOR = dict(
     zip(METHOD_ORDER, sns.color_palette("colorblind", len(METHOD_ORDER)), strict=True)
@@ -35,6 +36,7 @@ METHOD_MARKER = {
     "kl_rl": "s",
     "bon_sft": "^",
     "vbon_offline": "v",
+    "bonbon": "P",
 }
 
 

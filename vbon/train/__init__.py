@@ -3,9 +3,11 @@
 One loop serves every method the paper compares: ``vbon`` (reward log F_hat, beta = 1/(N-1),
 the bound L), ``vbon_exact`` (the exact reward log(pi_BoN/pi_ref)/(N-1)), ``kl_rl`` (raw reward,
 free beta) with ``rloo`` or the paper's ``ppo``, ``bon_sft`` (supervised fine-tuning on the
-best of n reference samples) and ``vbon_offline`` (vBoN's optimum fitted from the reference
-cache alone, ``vbon.train.offline``). vbon's reward can be any quantile transform f(F)
-(``transform``: log, identity, exp) with F estimated three ways (``cdf_estimator``).
+best of n reference samples), ``vbon_offline`` (vBoN's optimum fitted from the reference
+cache alone, ``vbon.train.offline``) and ``bonbon`` (SFT plus IPO on the best and worst of n
+reference samples, ``vbon.train.bonbon``). vbon's reward can be any quantile transform f(F)
+(``transform``: log, identity, exp) with F estimated three ways (``cdf_estimator``); the
+online methods' KL term can be the Rao-Blackwellised estimate (``kl_estimator="rb"``).
 
     from vbon.train import TrainConfig, train
     result = train(TrainConfig(task="imdb", profile="smoke", method="vbon", n=8))

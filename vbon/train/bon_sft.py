@@ -10,13 +10,15 @@ is sampled.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 
 from vbon.train.common import Context, Stats, Timer
 from vbon.train.modeling import sequence_logprobs
 
-__all__ = ["bon_sft_step", "sft_batch"]
+__all__ = ["bon_sft_step", "sft_batch", "step_examples"]
 
 
 def sft_batch(
@@ -60,14 +62,10 @@ def sft_batch(
     return prompt_ids, prompt_mask, token_ids, mask
 
 
-def bon_sft_step(ctx: Context, step: int, timer: Timer) -> Stats:
-    """One optimiser step of negative log-likelihood (token mean) on a batch of BoN targets."""
-    cfg, s = ctx.config, ctx.setup
-    if not s.sft_examples:
-        raise ValueError("setup: bon_sft needs sft_examples (best-of-n reference targets)")
-    stats = Stats()
-    # Examples cycle in epochs of permutations, like prompts do for the RL methods.
-    examples = s.sft_examples
+def step_examples(ctx: Context, step: int, examples: list[Any]) -> list[Any]:
+    """This process's share of the ``batch_prompts`` examples of ``step``: the examples cycle
+    in epochs of permutations (like prompts do for the RL methods), from (seed, step) alone."""
+    cfg = ctx.config
     positions = step * cfg.batch_prompts + np.arange(cfg.batch_prompts)
     world = ctx.accelerator.num_processes
     if cfg.batch_prompts % world:
@@ -81,7 +79,16 @@ def bon_sft_step(ctx: Context, step: int, timer: Timer) -> Stats:
         )
         chosen.append(examples[perm[pos % len(examples)]])
     share = cfg.batch_prompts // world
-    chosen = chosen[ctx.rank * share : (ctx.rank + 1) * share]
+    return chosen[ctx.rank * share : (ctx.rank + 1) * share]
+
+
+def bon_sft_step(ctx: Context, step: int, timer: Timer) -> Stats:
+    """One optimiser step of negative log-likelihood (token mean) on a batch of BoN targets."""
+    cfg, s = ctx.config, ctx.setup
+    if not s.sft_examples:
+        raise ValueError("setup: bon_sft needs sft_examples (best-of-n reference targets)")
+    stats = Stats()
+    chosen = step_examples(ctx, step, s.sft_examples)
     authors = cfg.sft_recipe == "authors"
     batch = sft_batch(
         s.tokenizer,
@@ -96,6 +103,7 @@ def bon_sft_step(ctx: Context, step: int, timer: Timer) -> Stats:
     # whole batch: DDP averages the processes' gradients, so each divides by tokens / world.
     micro = min(ctx.local.micro_batch or rows, rows)
     n_tokens = batch[3].sum().clamp(min=1).float()
+    world = ctx.accelerator.num_processes
     if world > 1:
         n_tokens = ctx.global_sum(batch[3].sum().float()).clamp(min=1) / world
     if authors:

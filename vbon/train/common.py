@@ -215,6 +215,7 @@ class Context:
     precision: str = "fp32"  # vbon.precision: the numerical policy of every forward pass
     batches: ProcessBatches | None = None  # this process's batch sizes (process_batches)
     offline_log_z: np.ndarray | None = None  # vbon_offline: per-prompt log Z from references
+    anchor: Any = None  # bond/jbond with anchor_ema > 0: the EMA anchor (vbon.train.bond.Anchor)
 
     @property
     def device(self) -> torch.device:
@@ -235,6 +236,16 @@ class Context:
         if self.batches is None:
             self.batches = process_batches(self.config, self.accelerator.num_processes)
         return self.batches
+
+    def reference_replay(self, trunk: dict[str, torch.Tensor], blocks: Any = None) -> Any:
+        """Run pi_ref's blocks (or ``blocks``: the anchor's) on the frozen trunk's activations
+        that ``trunk`` recorded in the policy's forward (``TrunkCache``), or nothing when there
+        were none to reuse."""
+        if "hidden" not in trunk:
+            return nullcontext()
+        return self.trunk.replay(
+            self.reference_blocks if blocks is None else blocks, trunk["hidden"]
+        )
 
     def global_sum(self, value: torch.Tensor) -> torch.Tensor:
         """``value`` summed over all processes (itself on one)."""

@@ -15,7 +15,14 @@ Objectives (as the paper defines them), all maximising E_{pi_theta}[R] - beta KL
 - ``kl_rl``: R = r(y), a free beta;
 - ``bon_sft``: maximum likelihood on the best of ``n`` reference samples per prompt;
 - ``vbon_offline``: vBoN fitted from the reference cache alone, without rollouts (QRPO's
-  regression of beta log(pi_theta / pi_ref) onto R - beta log Z; ``vbon.train.offline``).
+  regression of beta log(pi_theta / pi_ref) onto R - beta log Z; ``vbon.train.offline``);
+- ``bonbon``: BoNBoN (Gui et al. 2024), from the cache's best and worst of n samples per prompt:
+  alpha SFT(best) + (1 - alpha) IPO(best vs worst) with margin 1/(2 beta*_n)
+  (``vbon.train.bonbon``);
+- ``bond`` and ``jbond``: BOND and J-BOND (Sessa et al. 2024), the Jeffreys divergence to
+  Best-of-N of an anchor, (1 - lambda) KL(pi_BoN || pi) by SFT on the anchor's best samples plus
+  lambda KL(pi || pi_BoN) by vBoN's policy gradient; the anchor is pi_ref or an EMA of the
+  policy (iterated BOND) (``vbon.train.bond``).
 
 The quantile reward R of vbon and vbon_offline is ``transform`` of F ("log": log F, vBoN's;
 "identity": F, the win rate against pi_ref; "exp": exp(transform_t F)), with F estimated by
@@ -36,11 +43,17 @@ from vbon._checks import check_real, check_run_name, check_text
 
 __all__ = ["METHODS", "ALGORITHMS", "PROFILE_DEFAULTS", "TrainConfig", "defaults_for", "field_docs"]
 
-Method = Literal["vbon", "vbon_exact", "kl_rl", "bon_sft", "vbon_offline"]
+Method = Literal[
+    "vbon", "vbon_exact", "kl_rl", "bon_sft", "vbon_offline", "bonbon", "bond", "jbond"
+]
 Algorithm = Literal["rloo", "ppo"]
-METHODS = ("vbon", "vbon_exact", "kl_rl", "bon_sft", "vbon_offline")
+METHODS = ("vbon", "vbon_exact", "kl_rl", "bon_sft", "vbon_offline", "bonbon", "bond", "jbond")
 # Methods trained from the reference cache, without rollouts.
-OFFLINE_METHODS = ("bon_sft", "vbon_offline")
+OFFLINE_METHODS = ("bon_sft", "vbon_offline", "bonbon")
+# Methods trained on the best (and worst) of n reference samples per prompt.
+BON_PAIR_METHODS = ("bon_sft", "bonbon")
+# The Jeffreys-divergence methods with an anchor (pi_ref or an EMA of the policy).
+BOND_METHODS = ("bond", "jbond")
 # Methods whose score is a quantile reward f(F) (transform, cdf_estimator) at beta = 1/(N-1).
 QUANTILE_METHODS = ("vbon", "vbon_exact", "vbon_offline")
 ALGORITHMS = ("rloo", "ppo")
@@ -99,6 +112,9 @@ PROFILE_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
             "ppo_epochs": 4,
         },
         "bon_sft": {"lr": 1e-3, "steps": 30, "batch_prompts": 16},
+        "bonbon": {"lr": 1e-4, "steps": 30, "batch_prompts": 16},
+        # jbond: one policy sample and two anchor samples per prompt.
+        "jbond": {"lr": 3e-4, "steps": 45, "batch_prompts": 32, "k": 1},
         # vbon_offline: 8 prompts x 4 cached completions per step, the rows of an rloo phase of
         # the IMDB smoke spec. On toy IMDB (N = 4, 30 steps) lr 1e-3 reached KL 2.96 for a win
         # rate of 0.56, lr 1e-4 KL 0.78 for 0.54 (a trial with 8 completions per prompt and
@@ -132,6 +148,8 @@ PROFILE_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
             "ppo_epochs": 4,
         },
         "bon_sft": {"lr": 3e-5, "steps": 400, "batch_prompts": 32},
+        "bonbon": {"lr": 3e-5, "steps": 400, "batch_prompts": 32},
+        "jbond": {"lr": 3e-5, "steps": 100, "batch_prompts": 128, "k": 1},
         "offline": {"lr": 3e-5, "steps": 400, "batch_prompts": 32, "k": 4},
     },
 }
@@ -169,6 +187,9 @@ TASK_DEFAULTS: dict[tuple[str, str], dict[str, dict[str, Any]]] = {
         "rloo": {"lr": 1e-3, "steps": 200, "batch_prompts": 16, "k": 4},
         "ppo": {"lr": 3e-4, "steps": 60, "batch_prompts": 64, "mini_batch_size": 32},
         "bon_sft": {"lr": 1e-3, "steps": 150, "batch_prompts": 64},
+        # bonbon at n = 4: KL to pi_BoN 1.59 -> 0.51 at lr 1e-3, 0.38 at 3e-3 (150 steps).
+        "bonbon": {"lr": 3e-3, "steps": 150, "batch_prompts": 64},
+        "jbond": {"lr": 1e-3, "steps": 200, "batch_prompts": 64, "k": 1},
         # vbon_offline (one prompt, 64 of its 4096 cached references per step): identity and
         # exp(t=1) flatten by 200 steps at lr 3e-3 or 1e-2, log only by about 600 at 1e-2
         # (measured KL(pi || pi*) after 800 steps: 0.05, 0.09 and 0.23 at 1e-2).
@@ -212,6 +233,11 @@ _IDENTITY_DEFAULTS: dict[str, Any] = {
     "transform_t": None,
     "cdf_estimator": "add_one",
     "offline_log_z": "closed",
+    "kl_estimator": "k1",
+    "bonbon_alpha": 0.005,
+    "bond_lambda": 0.5,
+    "anchor_ema": None,
+    "anchor_gamma": 0.0,
 }
 
 # Fields that do not change what a run computes: they are left out of the run's identity hash.
@@ -261,15 +287,18 @@ class TrainConfig:
     the paper profile the hub commits the task loads are filled in (``policy_revision``, ...)."""
     method: Method = "vbon"
     """"vbon" (reward log F_hat, bound L), "vbon_exact" (the paper's exact reward),
-    "kl_rl" (raw reward r, free beta), "bon_sft" (SFT on the best of n reference samples) or
-    "vbon_offline" (vbon's optimum fitted from the reference cache, no rollouts)."""
+    "kl_rl" (raw reward r, free beta), "bon_sft" (SFT on the best of n reference samples),
+    "vbon_offline" (vbon's optimum fitted from the reference cache, no rollouts) or "bonbon"
+    (BoNBoN on the best and worst of n reference samples)."""
     algorithm: Algorithm | None = None
     """"rloo" (REINFORCE, leave-one-out baseline over k samples per prompt, KL as a k1 sequence
     sum in the reward) or "ppo" (value head, GAE, clipped losses; the authors' trlx setup).
     None: the profile's (smoke: rloo, paper: ppo). Ignored by bon_sft."""
-    n: int | None = 8
-    """N of the Best-of-N that vbon approximates (beta = 1/(N-1)); for bon_sft the number of
-    reference samples the best is picked from. Unused by kl_rl."""
+    n: int | None = None
+    """N of the Best-of-N that vbon approximates (beta = 1/(N-1)); for bon_sft and bonbon the
+    number of reference samples the best (and worst) is picked from; for bond the N of its
+    target (the n of each iteration with a moving anchor). None: 8 (jbond: its 2), or from
+    beta. Unused by kl_rl."""
     beta: float | None = None
     """KL weight. Required for kl_rl. For vbon it may replace ``n``: N = 1/beta + 1 rounded by
     ``n_rounding``; when both are given they must agree."""
@@ -298,6 +327,28 @@ class TrainConfig:
     exact_ref_with_prompt: bool = False
     """Authors' quirk for vbon_exact: log pi_ref(y) includes the prompt tokens' log-probability
     (the paper's pi_ref(y) is the completion's probability given the prompt)."""
+    kl_estimator: Literal["k1", "rb"] = "k1"
+    """The KL(pi_theta || pi_ref) estimate inside the objective of rloo and ppo: "k1" (the
+    sampled tokens' log-ratio, trlx's and the paper's) or "rb" (the Rao-Blackwellised estimate,
+    the exact next-token KL summed along the sampled prefix, with its pathwise gradient;
+    Amini, Vieira, Cotterell, NeurIPS 2025; ``vbon.evaluate.kl_rb``). It needs the full
+    next-token distributions of pi_theta and pi_ref: rows x tokens x vocabulary floats."""
+    bonbon_alpha: float = 0.005
+    """bonbon's weight of the SFT term (the negative log-likelihood of the best of n, a sequence
+    sum as in the authors' code) against the IPO term's 1 - alpha (the authors' 0.005)."""
+    bond_lambda: float = 0.5
+    """bond and jbond's Jeffreys weight: (1 - lambda) KL(pi_BoN || pi) (SFT on the anchor's
+    best of n) + lambda KL(pi || pi_BoN) (vBoN's policy gradient); the paper's beta, 0.5 in
+    all its main runs. 0: BoN-SFT on the anchor's samples; 1: vbon against the anchor."""
+    anchor_ema: float | None = None
+    """bond and jbond's anchor update theta_anchor <- (1 - eta) theta_anchor + eta theta after
+    each step. 0 keeps the anchor at pi_ref (BOND at the target N, with F_hat and the BoN
+    targets from the reference cache); > 0 is iterated BOND, distilling Best-of-n of a moving
+    anchor from fresh anchor samples, so the effective N grows. None: 0 for bond, the paper's
+    0.02 for jbond."""
+    anchor_gamma: float = 0.0
+    """bond (with anchor_ema > 0) and jbond: weight of the extra regulariser KL(pi || pi_anchor)
+    (J-BOND's gamma, 0 in the paper's Figure 5), added to the log-ratio's weight in the return."""
     score_clip: float | None = 10.0
     """Clip the score R to [-score_clip, score_clip] before the KL term (trlx's
     cliprange_reward = 10); None disables it."""
@@ -319,8 +370,8 @@ class TrainConfig:
     every train prompt of the task. None: the profile's (smoke 256; paper: all 5000 IMDB
     prompts, 4096 of TL;DR's ~117k, so that no default samples the whole TL;DR split)."""
     sft_groups: int = 1
-    """bon_sft: BoN targets per prompt, from disjoint groups of n reference samples (draw
-    order; needs m >= n * sft_groups). The paper used one per prompt."""
+    """bon_sft (bonbon): BoN targets (best-worst pairs) per prompt, from disjoint groups of n
+    reference samples (draw order; needs m >= n * sft_groups). The paper used one per prompt."""
     sft_recipe: Literal["vbon", "authors"] = "vbon"
     """bon_sft's recipe: "vbon" (the profile's lr, batch and steps, the profile's trainable
     blocks, dropout off, loss on the completion + its EOS) or "authors" (their
@@ -497,12 +548,19 @@ class TrainConfig:
 
     # -- defaults and validation ------------------------------------------------------------------
     def _fill_defaults(self) -> None:
-        kind = {"bon_sft": "bon_sft", "vbon_offline": "offline"}.get(self.method, self.algorithm)
+        kind = {
+            "bon_sft": "bon_sft",
+            "vbon_offline": "offline",
+            "bonbon": "bonbon",
+            "jbond": "jbond",
+        }.get(self.method, self.algorithm)
         table = defaults_for(self.profile, self.task, kind)
-        if self.method == "bon_sft":
-            self.k = 1  # one target per prompt
-            if self.sft_recipe == "authors":
-                table = {**table, **SFT_AUTHORS}
+        if self.method in BON_PAIR_METHODS or self.method == "jbond":
+            self.k = 1  # one target (pair, policy sample) per prompt
+        if self.method == "bon_sft" and self.sft_recipe == "authors":
+            table = {**table, **SFT_AUTHORS}
+        if self.method in BOND_METHODS and self.anchor_ema is None:
+            self.anchor_ema = 0.02 if self.method == "jbond" else 0.0
         names = {f.name for f in dataclasses.fields(self)}
         for name, value in table.items():
             if name in names and getattr(self, name) is None:
@@ -533,9 +591,11 @@ class TrainConfig:
         # Imported here: the CLI builds its parser from this module and should not load torch.
         from vbon.objectives import beta_from_n, n_from_beta
 
+        from_beta = self.beta is not None and self.method in QUANTILE_METHODS
+        if self.n is None and not from_beta and self.method != "kl_rl":
+            self.n = 2 if self.method == "jbond" else 8
+
         if self.method in QUANTILE_METHODS:
-            if self.n is None and self.beta is None:
-                raise ValueError("n: vbon needs N (or beta, with N = 1/beta + 1)")
             if self.beta is not None:
                 _positive_float("beta", self.beta)
                 n_beta = n_from_beta(self.beta, rounding=self.n_rounding)
@@ -553,6 +613,27 @@ class TrainConfig:
                 raise ValueError("beta: kl_rl needs a KL weight beta > 0")
             _positive_float("beta", self.beta)
             self.n = None
+        elif self.method in BOND_METHODS:
+            _positive_int("n", self.n, 2)
+            if self.method == "jbond" and self.n != 2:
+                raise ValueError(
+                    f"n: jbond distils Best-of-2 of its anchor (its reward's -log 16 is set for "
+                    f"two anchor samples), got n = {self.n}; use bond for other n"
+                )
+            if self.beta is not None and not math.isclose(self.beta, beta_from_n(self.n)):
+                raise ValueError(f"beta: {self.method} uses 1/(n-1); leave beta unset")
+            self.beta = beta_from_n(self.n)
+        elif self.method == "bonbon":
+            _positive_int("n", self.n, 2)
+            from vbon.objectives import bonbon_beta
+
+            beta_n = bonbon_beta(self.n)
+            if self.beta is not None and not math.isclose(self.beta, beta_n, rel_tol=1e-9):
+                raise ValueError(
+                    f"beta: bonbon's IPO weight is beta*_n = {beta_n:.6g} at n = {self.n}; "
+                    "leave beta unset"
+                )
+            self.beta = beta_n
         else:  # bon_sft
             _positive_int("n", self.n, 1)
             self.beta = None
@@ -584,6 +665,33 @@ class TrainConfig:
             raise ValueError(
                 f"cdf_estimator: {self.method} has no F to estimate; leave it at 'add_one'"
             )
+        if self.kl_estimator not in ("k1", "rb"):
+            raise ValueError(f"kl_estimator: expected 'k1' or 'rb', got {self.kl_estimator!r}")
+        if self.kl_estimator != "k1" and not self.is_rl:
+            raise ValueError(
+                f"kl_estimator: {self.method} is trained offline, with no KL term to estimate; "
+                "leave it at 'k1'"
+            )
+        check_real(self.bonbon_alpha, "bonbon_alpha", minimum=0.0, strict=False, maximum=1.0)
+        check_real(self.bond_lambda, "bond_lambda", minimum=0.0, strict=False, maximum=1.0)
+        check_real(self.anchor_gamma, "anchor_gamma", minimum=0.0, strict=False)
+        check_real(
+            self.anchor_ema, "anchor_ema", minimum=0.0, strict=False, maximum=1.0, allow_none=True
+        )
+        if self.method not in BOND_METHODS and (
+            self.bond_lambda != 0.5 or self.anchor_ema is not None or self.anchor_gamma != 0.0
+        ):
+            raise ValueError(
+                f"bond_lambda: bond_lambda, anchor_ema and anchor_gamma are bond and jbond's, "
+                f"not {self.method}'s"
+            )
+        if self.method in BOND_METHODS and self.algorithm != "rloo":
+            raise ValueError(
+                f"algorithm: {self.method} trains by its own policy gradient (rloo's form), "
+                f"not {self.algorithm}"
+            )
+        if self.bonbon_alpha != 0.005 and self.method != "bonbon":
+            raise ValueError(f"bonbon_alpha: only bonbon has an SFT weight, not {self.method}")
         if self.score_clip is not None:
             _positive_float("score_clip", self.score_clip)
         check_real(self.eos_score, "eos_score", allow_none=True)
@@ -592,7 +700,7 @@ class TrainConfig:
         _positive_int("steps", self.steps)
         _positive_int("batch_prompts", self.batch_prompts)
         _positive_int("k", self.k)
-        if self.is_rl and self.algorithm == "rloo" and self.k < 2:
+        if self.is_rl and self.algorithm == "rloo" and self.method != "jbond" and self.k < 2:
             raise ValueError(
                 f"k: rloo needs k >= 2 samples per prompt for its leave-one-out baseline, got {self.k}"
             )
@@ -658,16 +766,17 @@ class TrainConfig:
         if self.max_m is not None:
             _positive_int("max_m", self.max_m)
         _positive_int("sft_groups", self.sft_groups)
-        if self.method in QUANTILE_METHODS and self.m is not None:
+        from_cache = self.method == "bond" and self.anchor_ema == 0
+        if (self.method in QUANTILE_METHODS or from_cache) and self.m is not None:
             # F_hat from M samples resolves the BoN(N) target only when M >= M_PER_N N
             # (vbon.cdf): warn, since the M ablation breaks the rule on purpose.
             from vbon.cdf import check_well_posed
 
             used = min(self.m, self.max_m) if self.max_m is not None else self.m
             check_well_posed(used, self.n, name="max_m" if self.max_m is not None else "m")
-        if self.method == "bon_sft" and self.n * self.sft_groups > self.m:
+        if self.method in BON_PAIR_METHODS and self.n * self.sft_groups > self.m:
             raise ValueError(
-                f"m: bon_sft takes sft_groups = {self.sft_groups} group(s) of n = {self.n} "
+                f"m: {self.method} takes sft_groups = {self.sft_groups} group(s) of n = {self.n} "
                 f"reference samples per prompt, more than m = {self.m}; raise m"
             )
         if self.max_train_prompts is not None:  # None after the defaults: every prompt, as 0
@@ -733,8 +842,8 @@ class TrainConfig:
 
     def default_run_name(self) -> str:
         """method-algorithm-N<n>|beta<beta>-seed<s>-<hash>, e.g. vbon-rloo-N8-seed0-1a2b3c4d."""
-        if self.method == "bon_sft":
-            head = f"bon_sft-n{self.n}"
+        if self.method in BON_PAIR_METHODS or self.method in BOND_METHODS:
+            head = f"{self.method}-n{self.n}"
         elif self.method == "vbon_offline":
             head = f"vbon_offline-N{self.n}"
         elif self.method == "kl_rl":
@@ -745,6 +854,8 @@ class TrainConfig:
             head += f"-{self.transform}" + (f"{self.transform_t:g}" if self.transform_t else "")
         if self.cdf_estimator != "add_one":
             head += f"-{self.cdf_estimator}"
+        if self.kl_estimator != "k1":
+            head += f"-kl{self.kl_estimator}"
         return f"{head}-seed{self.seed}-{self.fingerprint()}"
 
     def run_dir(self) -> Path:

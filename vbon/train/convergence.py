@@ -17,6 +17,7 @@ import pandas as pd
 from scipy import stats as sps
 
 from vbon.stats import CONFIDENCE, Claim, Interval
+from vbon.train.config import BON_PAIR_METHODS
 
 __all__ = ["objective_curve", "plateau", "sweep_curves", "sweep_plateaus", "convergence_claim"]
 
@@ -104,7 +105,7 @@ def sweep_curves(table: pd.DataFrame) -> pd.DataFrame:
 
     parts = []
     for row in table.itertuples(index=False):
-        if row.method == "bon_sft":
+        if row.method in BON_PAIR_METHODS:  # no KL-RL objective to plateau
             continue
         label = config_label(row.method, row.n, row.beta, getattr(row, "max_m", None))
         frame = load_run(row.run_dir).frame("train")
@@ -129,7 +130,7 @@ def sweep_plateaus(table: pd.DataFrame) -> pd.DataFrame:
 
     rows = []
     for row in table.itertuples(index=False):
-        if row.method == "bon_sft":
+        if row.method in BON_PAIR_METHODS:
             continue
         label = config_label(row.method, row.n, row.beta, getattr(row, "max_m", None))
         result = load_run(row.run_dir)

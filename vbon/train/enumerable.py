@@ -23,7 +23,7 @@ from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
 
 from vbon.bon import bon_pmf, kl_bon_ref
 from vbon.cdf import RewardCDF
-from vbon.train.setup import Sampling, TrainSetup, bon_sft_examples
+from vbon.train.setup import Sampling, TrainSetup, bon_sft_examples, bonbon_pairs
 
 __all__ = ["EnumerableWorld"]
 
@@ -136,6 +136,19 @@ class EnumerableWorld:
         with np.errstate(divide="ignore"):
             return float(np.sum(p * (p_log - np.log(q))))
 
+    def nearest_bon(
+        self, model: Any, ns: Any = None, temperature: float = 1.0
+    ) -> tuple[int, float]:
+        """The N whose pi_BoN(N) is nearest the policy, and KL(pi_theta || pi_BoN(N)) there:
+        where a method without a fixed N (iterated BOND, J-BOND: the anchor moves) has got to.
+        ``ns``: the N searched (default 1..1024, doubling past 64)."""
+        if ns is None:
+            ns = [*range(1, 65), *(2**k for k in range(7, 11))]
+        lp = self.logprobs(model, temperature)
+        kls = [self.kl(lp, self.bon_probs(int(n))) for n in ns]
+        best = int(np.argmin(kls))
+        return int(ns[best]), float(kls[best])
+
     def exact_metrics(
         self, model: Any, n: int | None, temperature: float = 1.0
     ) -> dict[str, float]:
@@ -163,7 +176,7 @@ class EnumerableWorld:
         from vbon.cdf import quantile_scores
         from vbon.objectives import log_bon_ratio
 
-        if config.method == "bon_sft":
+        if config.method in ("bon_sft", "bonbon", "bond", "jbond"):
             return None
         if config.method == "kl_rl":
             return self.rewards.astype(float), float(config.beta)
@@ -225,16 +238,27 @@ class EnumerableWorld:
         bon_n = self.bon_n if self.bon_n is not None else config.n
         train_draws = self.sample_ref(config.m, seed=config.ref_seed)
         test_draws = self.sample_ref(config.eval_m, seed=config.ref_seed + 1)
-        sft = None
+        sft = pairs = None
         codes = train_draws[: config.max_m] if config.max_m else train_draws
-        if config.method == "bon_sft":
+        if config.method in ("bon_sft", "bonbon"):
             pool = train_draws[None, :]
-            sft = bon_sft_examples(
+            build = bon_sft_examples if config.method == "bon_sft" else bonbon_pairs
+            made = build(
                 [self.texts(pool[0])],
                 self.rewards[pool],
                 np.zeros(pool.shape, bool),
                 config.n,
                 config.sft_groups,
+            )
+            sft, pairs = (made, None) if config.method == "bon_sft" else (None, made)
+        if config.method == "bond" and config.anchor_ema == 0:
+            pool = codes[None, :]
+            sft = bon_sft_examples(
+                [self.texts(pool[0])],
+                self.rewards[pool],
+                np.zeros(pool.shape, bool),
+                config.n,
+                pool.shape[1] // config.n,
             )
 
         def extra_eval(model: Any) -> dict[str, float]:
@@ -250,6 +274,7 @@ class EnumerableWorld:
             test_ref=self.rewards[test_draws][None, :],
             train_cdf=RewardCDF(self.rewards[train_draws][None, :], max_m=config.max_m),
             sft_examples=sft,
+            bonbon_pairs=pairs,
             extra_eval=extra_eval,
             reference_texts=[self.texts(codes)],
             reference_ended=np.zeros((1, len(codes)), bool),

@@ -102,7 +102,7 @@ class TrainResult:
 
     def per_prompt(self) -> Any:
         """The final evaluation per test prompt (a DataFrame: prompt, samples, reward,
-        win_rate, kl_k1, kl_k3, length, eos), or None for a run evaluated without it."""
+        win_rate, kl_k1, kl_k3, kl_rb, length, eos), or None for a run evaluated without it."""
         import pandas as pd
 
         path = self.run_dir / EVAL_PROMPTS
@@ -424,6 +424,10 @@ class _Run:
             precision=self.precision,
             batches=self.batches,
         )
+        if config.method in ("bond", "jbond") and config.anchor_ema > 0:
+            from vbon.train.bond import Anchor
+
+            self.ctx.anchor = Anchor(unwrapped.lm)
         self.metrics_path = self.run_dir / "metrics.jsonl"
         self.history: list[dict[str, Any]] = []
 
@@ -480,6 +484,8 @@ class _Run:
         torch.save(_rng_state(), tmp / f"rng-{acc.process_index}.pt")
         if self.main:
             save_file(self.trainable_state(), tmp / "trainable.safetensors")
+            if self.ctx.anchor is not None:  # iterated BOND's moving anchor
+                save_file(self.ctx.anchor.state_dict(), tmp / "anchor.safetensors")
             torch.save(self.ctx.optimizer.state_dict(), tmp / "optimizer.pt")
             torch.save(self.scheduler.state_dict(), tmp / "scheduler.pt")
         acc.wait_for_everyone()
@@ -516,6 +522,8 @@ class _Run:
             for n, p in module.named_parameters():
                 if n in weights:
                     p.copy_(weights[n].to(p.device, p.dtype))
+        if self.ctx.anchor is not None:
+            self.ctx.anchor.load_state_dict(load_file(ckpt / "anchor.safetensors"))
         self.ctx.optimizer.load_state_dict(
             torch.load(ckpt / "optimizer.pt", weights_only=True, map_location=acc.device)
         )
@@ -585,14 +593,20 @@ class _Run:
     # -- the loop -------------------------------------------------------------------------------
     def run(self) -> TrainResult:
         from vbon.train.bon_sft import bon_sft_step
+        from vbon.train.bonbon import bonbon_step
+        from vbon.train.bond import bond_step
         from vbon.train.offline import offline_step
         from vbon.train.ppo import ppo_step
         from vbon.train.rloo import rloo_step
 
         cfg, acc, ctx = self.config, self.accelerator, self.ctx
-        step_fn = {"bon_sft": bon_sft_step, "vbon_offline": offline_step}.get(
-            cfg.method, ppo_step if cfg.algorithm == "ppo" else rloo_step
-        )
+        step_fn = {
+            "bon_sft": bon_sft_step,
+            "vbon_offline": offline_step,
+            "bonbon": bonbon_step,
+            "bond": bond_step,
+            "jbond": bond_step,
+        }.get(cfg.method, ppo_step if cfg.algorithm == "ppo" else rloo_step)
         start = self.prepare_dir()
         if start == 0 and cfg.eval_at_start and cfg.evaluate:
             self.evaluate(0)

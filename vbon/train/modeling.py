@@ -35,6 +35,7 @@ __all__ = [
     "shared_reference",
     "trunk_trains",
     "packed_logits",
+    "sequence_log_softmax",
     "separable_head",
     "sequence_logprobs",
 ]
@@ -322,6 +323,36 @@ def packed_logits(
     return out.logits[keep], hidden
 
 
+def _scaled_logits(
+    model: nn.Module,
+    prompt_ids: torch.Tensor,
+    prompt_mask: torch.Tensor,
+    token_ids: torch.Tensor,
+    mask: torch.Tensor,
+    temperature: float,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Logits / temperature (n, V) at the kept completion positions, and values (B, T)."""
+    input_ids = torch.cat([prompt_ids, token_ids], dim=1)
+    attention = torch.cat([prompt_mask.bool(), mask.bool()], dim=1).long()
+    position_ids = (attention.cumsum(dim=1) - 1).clamp(min=0)
+    # The T positions whose next token is a completion token: the last prompt position and all
+    # completion positions but the last.
+    length, width = input_ids.shape[1], token_ids.shape[1]
+    positions = torch.arange(length - width - 1, length - 1, device=input_ids.device)
+    keep = mask.bool()
+    if isinstance(model, PreTrainedModel):
+        logits, _ = packed_logits(model, input_ids, attention, position_ids, positions, keep)
+        values = None
+    else:
+        logits, values = model(input_ids, attention, position_ids, positions, keep)
+    logits = logits.float()
+    if temperature != 1.0:  # no (n, vocab) copy at temperature 1
+        logits = logits / temperature
+    if values is not None:
+        values = values * mask.to(values.dtype)
+    return logits, values
+
+
 def sequence_logprobs(
     model: nn.Module,
     prompt_ids: torch.Tensor,
@@ -340,26 +371,45 @@ def sequence_logprobs(
     the state each token is sampled from. Position ids count from the first real prompt token,
     so left padding does not shift GPT-2's absolute positions.
     """
-    input_ids = torch.cat([prompt_ids, token_ids], dim=1)
-    attention = torch.cat([prompt_mask.bool(), mask.bool()], dim=1).long()
-    position_ids = (attention.cumsum(dim=1) - 1).clamp(min=0)
-    # The T positions whose next token is a completion token: the last prompt position and all
-    # completion positions but the last.
-    length, width = input_ids.shape[1], token_ids.shape[1]
-    positions = torch.arange(length - width - 1, length - 1, device=input_ids.device)
+    logits, values = _scaled_logits(model, prompt_ids, prompt_mask, token_ids, mask, temperature)
     keep = mask.bool()
-    if isinstance(model, PreTrainedModel):
-        logits, _ = packed_logits(model, input_ids, attention, position_ids, positions, keep)
-        values = None
-    else:
-        logits, values = model(input_ids, attention, position_ids, positions, keep)
-    logits = logits.float()
-    if temperature != 1.0:  # no (n, vocab) copy at temperature 1
-        logits = logits / temperature
     kept = logits.gather(-1, token_ids[keep].unsqueeze(-1)).squeeze(-1) - logits.logsumexp(-1)
     picked = torch.zeros(mask.shape, dtype=kept.dtype, device=kept.device).masked_scatter(
         keep, kept
     )
-    if values is not None:
-        values = values * mask.to(values.dtype)
     return picked, values if with_values else None
+
+
+def sequence_log_softmax(
+    model: nn.Module,
+    prompt_ids: torch.Tensor,
+    prompt_mask: torch.Tensor,
+    token_ids: torch.Tensor,
+    mask: torch.Tensor,
+    *,
+    temperature: float,
+    full: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """``sequence_logprobs`` plus the whole next-token distribution: per-token log-probs
+    (B, T), log pi(. | x, y_<t) at ``temperature`` at the kept positions, packed (n, V) in
+    the order of ``mask``'s True entries (None unless ``full``), and values (None for a bare
+    causal LM). The packed distributions are what the Rao-Blackwellised KL needs."""
+    if not full:
+        picked, values = sequence_logprobs(
+            model,
+            prompt_ids,
+            prompt_mask,
+            token_ids,
+            mask,
+            temperature=temperature,
+            with_values=True,
+        )
+        return picked, None, values
+    logits, values = _scaled_logits(model, prompt_ids, prompt_mask, token_ids, mask, temperature)
+    logp = torch.log_softmax(logits, dim=-1)
+    keep = mask.bool()
+    kept = logp.gather(-1, token_ids[keep].unsqueeze(-1)).squeeze(-1)
+    picked = torch.zeros(mask.shape, dtype=kept.dtype, device=kept.device).masked_scatter(
+        keep, kept
+    )
+    return picked, logp, values

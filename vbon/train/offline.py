@@ -30,8 +30,6 @@ in the same step, so both sides of the regression see one token sequence.
 
 from __future__ import annotations
 
-from contextlib import nullcontext
-
 import numpy as np
 import torch
 from scipy.special import logsumexp
@@ -118,14 +116,8 @@ def offline_step(ctx: Context, step: int, timer: Timer) -> Stats:
         with timer("backward"), ctx.sync_context(last), ctx.autocast():
             with ctx.trunk.record() as trunk:
                 logp, _ = sequence_logprobs(ctx.module, *part, temperature=temperature)
-        with timer("logprobs"), torch.no_grad(), ctx.autocast():
-            replay = (
-                ctx.trunk.replay(ctx.reference_blocks, trunk["hidden"])
-                if "hidden" in trunk
-                else nullcontext()
-            )
-            with replay:
-                ref_logp, _ = sequence_logprobs(ctx.reference, *part, temperature=temperature)
+        with timer("logprobs"), torch.no_grad(), ctx.autocast(), ctx.reference_replay(trunk):
+            ref_logp, _ = sequence_logprobs(ctx.reference, *part, temperature=temperature)
         log_ratio = (logp - ref_logp).sum(-1)
         residual = cfg.beta * log_ratio - target[sl]
         with timer("backward"), ctx.sync_context(last):

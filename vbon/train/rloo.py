@@ -13,16 +13,22 @@ gradient of E[R], which with the KL term is the gradient of E[score] - beta KL(p
 On-policy, one optimiser step per phase: the policy's per-token log-probs are computed once,
 with grad, and their detached copy gives the KL in R (no second forward). pi_ref's log-probs
 reuse the frozen trunk's activations from that same forward (``TrunkCache``).
+
+``kl_estimator="rb"`` replaces k1 by the Rao-Blackwellised KL (``vbon.evaluate.kl_rb``: the
+exact next-token KL summed along the sampled prefix), as Amini, Vieira and Cotterell (NeurIPS
+2025) train RLOO with it. Its terms depend on theta directly, so the gradient of
+-beta E[sum_t KL_t] has two parts: the score-function part, with the detached sum inside R_i
+as above, and the pathwise part -beta sum_t grad KL_t, added to the loss (their RLOO puts the
+undetached sum into the advantage, which gives the same two parts).
 """
 
 from __future__ import annotations
 
-from contextlib import nullcontext
-
 import torch
 
+from vbon.evaluate import next_token_kl
 from vbon.train.common import Context, Stats, Timer
-from vbon.train.modeling import sequence_logprobs
+from vbon.train.modeling import sequence_log_softmax
 
 __all__ = ["leave_one_out_advantages", "rloo_step"]
 
@@ -47,35 +53,46 @@ def rloo_step(ctx: Context, step: int, timer: Timer) -> Stats:
     # micro_batch_size counts rows over all processes (process_batches).
     micro = min(ctx.local.micro_batch or rows, rows)
     temperature = ctx.setup.sampling.temperature
+    rb = cfg.kl_estimator == "rb"
     for start in range(0, rows, micro):
         sl = slice(start, start + micro)
         last = start + micro >= rows
         batch = (ro.prompt_ids[sl], ro.prompt_mask[sl], ro.token_ids[sl], ro.mask[sl])
         with timer("backward"), ctx.sync_context(last), ctx.autocast():
             with ctx.trunk.record() as trunk:
-                logp, _ = sequence_logprobs(ctx.module, *batch, temperature=temperature)
-        with timer("logprobs"), torch.no_grad(), ctx.autocast():
-            replay = (
-                ctx.trunk.replay(ctx.reference_blocks, trunk["hidden"])
-                if "hidden" in trunk
-                else nullcontext()
+                logp, logp_all, _ = sequence_log_softmax(
+                    ctx.module, *batch, temperature=temperature, full=rb
+                )
+        with timer("logprobs"), torch.no_grad(), ctx.autocast(), ctx.reference_replay(trunk):
+            ref_logp, ref_all, _ = sequence_log_softmax(
+                ctx.reference, *batch, temperature=temperature, full=rb
             )
-            with replay:
-                ref_logp, _ = sequence_logprobs(ctx.reference, *batch, temperature=temperature)
         mask = ro.mask[sl]
         with timer("reward"):
             ref_seq = ref_logp.sum(-1)
             score = ctx.score(ro, sl, log_cdf, ref_seq)
         log_ratio = (logp.detach() - ref_logp) * mask
-        kl = log_ratio.sum(-1)
+        k1 = log_ratio.sum(-1)
+        if rb:  # with grad through pi_theta's next-token distributions
+            per_token = torch.zeros(mask.shape, dtype=logp.dtype, device=logp.device)
+            kl_live = per_token.masked_scatter(mask.bool(), next_token_kl(logp_all, ref_all))
+            kl_live = kl_live.sum(-1)
+            kl = kl_live.detach()
+        else:
+            kl = k1
         returns = score - cfg.beta * kl
         adv = leave_one_out_advantages(returns, cfg.k)
         with timer("backward"), ctx.sync_context(last):
             loss = -(adv * logp.sum(-1)).sum() / rows
+            if rb:
+                loss = loss + cfg.beta * kl_live.sum() / rows
             ctx.accelerator.backward(loss)
         stats.add("reward", ro.rewards[sl])
         stats.add("score", score)
+        # kl: the estimate inside the objective (k1, or kl_rb with kl_estimator="rb").
         stats.add("kl", kl)
+        if rb:
+            stats.add("kl_k1", k1)
         stats.add("kl_k3", (torch.expm1(-log_ratio) + log_ratio).mul(mask).sum(-1))
         stats.add("return", returns)
         # The run's own objective E[score] - beta KL, per step with its standard error over

@@ -16,7 +16,16 @@ import numpy as np
 from vbon.bon import select_best
 from vbon.cdf import RewardCDF
 
-__all__ = ["Sampling", "SftExample", "TrainSetup", "bon_sft_examples", "build_setup", "config_task"]
+__all__ = [
+    "Sampling",
+    "SftExample",
+    "BonbonPair",
+    "TrainSetup",
+    "bon_sft_examples",
+    "bonbon_pairs",
+    "build_setup",
+    "config_task",
+]
 
 
 @dataclass(frozen=True)
@@ -47,6 +56,18 @@ class SftExample:
     reward: float
 
 
+@dataclass(frozen=True)
+class BonbonPair:
+    """One BoNBoN pair: the best and the worst of n reference completions of a train prompt."""
+
+    best: SftExample
+    worst: SftExample
+
+    @property
+    def prompt_index(self) -> int:
+        return self.best.prompt_index
+
+
 @dataclass
 class TrainSetup:
     """The objects a run uses. ``reference=None``: pi_ref is the initial policy (shared trunk).
@@ -69,6 +90,7 @@ class TrainSetup:
     reference: Any = None
     train_cdf: RewardCDF | None = None
     sft_examples: list[SftExample] | None = None
+    bonbon_pairs: list[BonbonPair] | None = None
     extra_eval: Callable[[Any], dict[str, float]] | None = None
     reference_texts: list[list[str]] | None = None
     reference_ended: np.ndarray | None = None
@@ -104,6 +126,26 @@ def bon_sft_examples(
             for i, j in enumerate(best)
         ]
     return out
+
+
+def bonbon_pairs(
+    texts: Sequence[Sequence[str]],
+    rewards: np.ndarray,
+    ended: np.ndarray,
+    n: int,
+    groups: int = 1,
+) -> list[BonbonPair]:
+    """BoNBoN's training pairs: the best and the worst of each of ``groups`` disjoint groups of
+    ``n`` reference samples per prompt (draw order, as ``bon_sft_examples``; ties go to the
+    first maximal and the first minimal sample). A group whose n rewards are all equal has no
+    preference and gives no pair."""
+    best = bon_sft_examples(texts, rewards, ended, n, groups)
+    worst = bon_sft_examples(texts, -np.asarray(rewards, dtype=float), ended, n, groups)
+    return [
+        BonbonPair(b, SftExample(w.prompt_index, w.text, w.ended, -w.reward))
+        for b, w in zip(best, worst, strict=True)
+        if b.reward > -w.reward
+    ]
 
 
 def _sampling_of(config: Any, base: Any) -> Sampling:
@@ -171,8 +213,9 @@ def build_setup(config: Any, device: Any = None, precision: str | None = None) -
 
     train_cdf = None
     sft = None
-    offline = {}
-    if config.method in ("vbon", "vbon_exact", "bon_sft", "vbon_offline"):
+    offline: dict[str, Any] = {}
+    bond_cache = config.method == "bond" and config.anchor_ema == 0
+    if config.method in ("vbon", "vbon_exact", "bon_sft", "vbon_offline", "bonbon") or bond_cache:
         # One cache, texts kept, serves F_hat (vbon) and the BoN targets (bon_sft): the
         # reference samples are drawn once per (task, M, seed) whichever method asks first.
         cache = build_task_reference(
@@ -194,8 +237,25 @@ def build_setup(config: Any, device: Any = None, precision: str | None = None) -
                 config.n,
                 config.sft_groups,
             )
+        elif config.method == "bonbon":
+            offline["bonbon_pairs"] = bonbon_pairs(
+                cache.column("texts"),
+                cache.rewards(),
+                cache.column("ended"),
+                config.n,
+                config.sft_groups,
+            )
         else:
             train_cdf = cache.cdf(max_m=config.max_m)
+        if bond_cache:  # BOND's Best-of-N targets: every disjoint group of N cached samples
+            m = config.max_m or config.m
+            sft = bon_sft_examples(
+                cache.column("texts"),
+                cache.rewards(),
+                cache.column("ended"),
+                config.n,
+                m // config.n,
+            )
         if config.method == "vbon_offline":
             m = config.max_m or config.m
             offline = {
