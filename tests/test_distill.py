@@ -64,6 +64,8 @@ def test_jbond_reward_is_minus_log_16_below_both_anchor_samples():
 def test_bond_configs():
     jb = TrainConfig(task="enumerable", method="jbond")
     assert (jb.n, jb.k, jb.anchor_ema, jb.beta, jb.algorithm) == (2, 1, 0.02, 1.0, "rloo")
+    # bond and jbond train in rloo's form on every profile (the paper profile's default is ppo).
+    assert TrainConfig(task="enumerable", profile="paper", method="bond").algorithm == "rloo"
     bond = TrainConfig(task="enumerable", method="bond", n=4)
     assert (bond.anchor_ema, bond.bond_lambda, bond.beta) == (0.0, 0.5, pytest.approx(1 / 3))
     assert TrainConfig(task="enumerable", method="bonbon", n=8).beta == pytest.approx(
@@ -74,9 +76,17 @@ def test_bond_configs():
         ({"method": "bond", "algorithm": "ppo"}, "algorithm"),
         ({"method": "bond", "bond_lambda": 1.5}, "bond_lambda"),
         ({"method": "bond", "anchor_ema": -0.1}, "anchor_ema"),
-        ({"method": "vbon", "anchor_ema": 0.1}, "bond_lambda"),
+        ({"method": "vbon", "anchor_ema": 0.1}, "anchor_ema"),
         ({"method": "vbon", "bonbon_alpha": 0.1}, "bonbon_alpha"),
         ({"method": "bonbon", "beta": 0.3}, "beta"),
+        ({"method": "jbond", "anchor_ema": 0.0}, "anchor_ema"),
+        ({"method": "jbond", "k": 4}, "k"),
+        ({"method": "bond", "kl_estimator": "rb"}, "kl_estimator"),
+        ({"method": "bond", "anchor_gamma": 1.0}, "anchor_gamma"),
+        ({"method": "bond", "eos_score": -1.0}, "eos_score"),
+        ({"method": "bond", "n": 64, "m": 32}, "m"),
+        ({"method": "bonbon", "sft_recipe": "authors"}, "sft_recipe"),
+        ({"method": "vbon", "anchor_gamma": 1.0}, "anchor_gamma"),
     ):
-        with pytest.raises(ValueError, match=name):
+        with pytest.raises(ValueError, match=rf"^{name}:"):
             TrainConfig(task="enumerable", **bad)

@@ -112,7 +112,8 @@ def _add_toy(sub: argparse._SubParsersAction) -> None:
 def _add_train(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "train",
-        help="fine-tune a policy: vbon, vbon_exact, kl_rl (rloo or ppo), bon_sft, vbon_offline or bonbon",
+        help="fine-tune a policy: vbon, vbon_exact, kl_rl (rloo or ppo), bon_sft, vbon_offline, "
+        "bonbon, bond or jbond",
         description="Every TrainConfig field is a flag; prints the run directory and final metrics.",
     )
     from vbon.train.args import add_train_arguments

@@ -185,7 +185,10 @@ def next_token_kl(policy_logprobs: Any, ref_logprobs: Any) -> Any:
 
         p = policy_logprobs
         q = torch.as_tensor(ref_logprobs, device=p.device, dtype=p.dtype)
-        return torch.where(p > -torch.inf, p.exp() * (p - q), 0.0).sum(-1)
+        # Where pi_theta gives no mass the term is 0; masking q there first keeps the gradient
+        # finite (0 * (-inf - q) would be NaN in the backward pass).
+        massless = p == -torch.inf
+        return (p.exp() * (p.masked_fill(massless, 0.0) - q.masked_fill(massless, 0.0))).sum(-1)
     p = np.asarray(policy_logprobs, dtype=np.float64)
     q = np.asarray(ref_logprobs, dtype=np.float64)
     with np.errstate(invalid="ignore"):

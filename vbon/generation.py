@@ -504,6 +504,7 @@ def completion_kl_terms(
         logits_q, _, _ = _completion_logits(reference, *part, temperature)
         logp = torch.log_softmax(logits_p, dim=-1)
         logq = torch.log_softmax(logits_q.to(logp.device), dim=-1)
+        del logits_p, logits_q  # (rows x tokens, vocabulary) each: keep two such arrays, not four
         rows = []
         for full in (logp, logq):
             kept = full.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)

@@ -14,7 +14,18 @@ import pandas as pd
 import seaborn as sns
 
 # Fixed across notebooks so a method looks the same in every figure.
-METHOD_ORDER = ["ref", "bon", "vbon", "vbon_exact", "kl_rl", "bon_sft", "vbon_offline", "bonbon"]
+METHOD_ORDER = [
+    "ref",
+    "bon",
+    "vbon",
+    "vbon_exact",
+    "kl_rl",
+    "bon_sft",
+    "vbon_offline",
+    "bonbon",
+    "bond",
+    "jbond",
+]
 METHOD_LABEL = {
     "ref": "pi_ref",
     "bon": "BoN",
@@ -24,6 +35,8 @@ METHOD_LABEL = {
     "bon_sft": "BoN-SFT",
     "vbon_offline": "vBoN offline",
     "bonbon": "BoNBoN",
+    "bond": "BOND",
+    "jbond": "J-BOND",
 }
 METHOD_COLOR = dict(
     zip(METHOD_ORDER, sns.color_palette("colorblind", len(METHOD_ORDER)), strict=True)
@@ -37,6 +50,8 @@ METHOD_MARKER = {
     "bon_sft": "^",
     "vbon_offline": "v",
     "bonbon": "P",
+    "bond": "h",
+    "jbond": "p",
 }
 
 

@@ -5,7 +5,8 @@ the bound L), ``vbon_exact`` (the exact reward log(pi_BoN/pi_ref)/(N-1)), ``kl_r
 free beta) with ``rloo`` or the paper's ``ppo``, ``bon_sft`` (supervised fine-tuning on the
 best of n reference samples), ``vbon_offline`` (vBoN's optimum fitted from the reference
 cache alone, ``vbon.train.offline``) and ``bonbon`` (SFT plus IPO on the best and worst of n
-reference samples, ``vbon.train.bonbon``). vbon's reward can be any quantile transform f(F)
+reference samples, ``vbon.train.bonbon``), ``bond`` and ``jbond`` (BOND and J-BOND: the Jeffreys
+divergence to Best-of-n of pi_ref or of an EMA anchor, ``vbon.train.bond``). vbon's reward can be any quantile transform f(F)
 (``transform``: log, identity, exp) with F estimated three ways (``cdf_estimator``); the
 online methods' KL term can be the Rao-Blackwellised estimate (``kl_estimator="rb"``).
 

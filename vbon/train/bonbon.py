@@ -14,7 +14,8 @@ README. Choices where the paper leaves one: a group whose n rewards are all equa
 (its IPO term would push a margin between two equally good completions); the completions keep
 their EOS (as BoN-SFT's targets), and log-probabilities are at the sampling temperature.
 pi_theta's log-probabilities of y_w and y_l come from one forward of the concatenated batch,
-pi_ref's from the frozen trunk's replay, as in the other offline methods.
+pi_ref's from the frozen trunk's replay, as in the other offline methods (``micro_batch_size``
+counts pairs: each forward holds twice as many sequences).
 
 What the loss does and does not target. Under pi_BoN(n), log(pi_BoN / pi_ref) = log n +
 (n-1) log F, so the mean best-worst gap is (n-1) H_{n-1} = 1 / (2 beta*_n): IPO's target is

@@ -140,6 +140,18 @@ def _cached_targets(ctx: Context, step: int, prompts: np.ndarray) -> list[Any]:
     return [by_prompt[int(i)][rng.integers(len(by_prompt[int(i)]))] for i in prompts]
 
 
+def _log_ratios(ctx: Context, ro: Any, sl: slice, anchored: bool, grad: bool) -> tuple:
+    """log pi(y) per token (with grad when ``grad``) and the sequence log(pi / pi_a)(y), k1."""
+    batch = (ro.prompt_ids[sl], ro.prompt_mask[sl], ro.token_ids[sl], ro.mask[sl])
+    temperature = ctx.setup.sampling.temperature
+    with torch.set_grad_enabled(grad), ctx.autocast(), ctx.trunk.record() as trunk:
+        logp, _, _ = sequence_log_softmax(ctx.module, *batch, temperature=temperature, full=False)
+    model, blocks = (ctx.anchor.model, ctx.anchor.blocks) if anchored else (ctx.reference, None)
+    with torch.no_grad(), ctx.autocast(), ctx.reference_replay(trunk, blocks):
+        anchor_logp, _, _ = sequence_log_softmax(model, *batch, temperature=temperature, full=False)
+    return logp, ((logp.detach() - anchor_logp) * ro.mask[sl]).sum(-1)
+
+
 def bond_step(ctx: Context, step: int, timer: Timer) -> Stats:
     """One step of bond or jbond: rollout, anchor samples (or the cache), one optimiser step on
     the Jeffreys loss, then the anchor's EMA update."""
@@ -147,8 +159,8 @@ def bond_step(ctx: Context, step: int, timer: Timer) -> Stats:
     stats = Stats()
     ro = ctx.rollout(step, timer)
     prompts = ctx.step_prompts(step, cfg.batch_prompts)
-    row_of = {int(p): i for i, p in enumerate(prompts)}
-    rows_prompt = np.array([row_of[int(p)] for p in ro.prompt_index])
+    # Each row's position among this step's prompts (a prompt may repeat within a step).
+    rows_prompt = np.asarray(ro.completions.prompt_index)
     anchored = cfg.anchor_ema > 0
     if anchored:
         a_texts, a_ended, a_rewards = _anchor_samples(ctx, step, prompts, timer)
@@ -168,69 +180,55 @@ def bond_step(ctx: Context, step: int, timer: Timer) -> Stats:
         score = quantile_scores(s.train_cdf, ro.rewards, ro.prompt_index, estimator="add_one")
         targets = [(e.text, e.ended, e.reward) for e in _cached_targets(ctx, step, prompts)]
     score_t = torch.as_tensor(score, dtype=torch.float32, device=ctx.device)
-    lam, gamma, n = cfg.bond_lambda, cfg.anchor_gamma if anchored else 0.0, cfg.n
+    lam, gamma, n = cfg.bond_lambda, cfg.anchor_gamma, cfg.n
     rows = len(ro)
     micro = min(ctx.local.micro_batch or rows, rows)
-    temperature = s.sampling.temperature
-    returns_all, log_ratio_all = [], []
-    # The policy's log-probs with grad, per micro-batch; the returns need every row first (the
-    # baseline), so the backward pass runs after the forward passes, on kept graphs.
-    logps = []
-    for start in range(0, rows, micro):
-        sl = slice(start, start + micro)
-        batch = (ro.prompt_ids[sl], ro.prompt_mask[sl], ro.token_ids[sl], ro.mask[sl])
-        with timer("backward"), ctx.autocast(), ctx.trunk.record() as trunk:
-            logp, _, _ = sequence_log_softmax(
-                ctx.module, *batch, temperature=temperature, full=False
-            )
-        with timer("logprobs"), torch.no_grad(), ctx.autocast():
-            model, blocks = (
-                (ctx.anchor.model, ctx.anchor.blocks) if anchored else (ctx.reference, None)
-            )
-            with ctx.reference_replay(trunk, blocks):
-                anchor_logp, _, _ = sequence_log_softmax(
-                    model, *batch, temperature=temperature, full=False
-                )
-        log_ratio = ((logp.detach() - anchor_logp) * ro.mask[sl]).sum(-1)
-        returns_all.append(lam * ((n - 1) * score_t[sl] - log_ratio) - gamma * log_ratio)
-        log_ratio_all.append(log_ratio)
-        logps.append(logp)
-    returns = torch.cat(returns_all)
-    log_ratio = torch.cat(log_ratio_all)
+    chunks = [slice(a, a + micro) for a in range(0, rows, micro)]
+    # The baseline needs every row's return before any gradient: with one micro-batch the
+    # forward with grad gives them; with several, a no-grad pass does, then each micro-batch
+    # runs forward and backward (so that micro_batch_size bounds the memory).
+    with timer("logprobs"):
+        first = [_log_ratios(ctx, ro, sl, anchored, grad=len(chunks) == 1) for sl in chunks]
+    log_ratio = torch.cat([r for _, r in first])
+    returns = lam * ((n - 1) * score_t - log_ratio) - gamma * log_ratio
     if cfg.k >= 2:
         adv = leave_one_out_advantages(returns, cfg.k)
     else:  # jbond's single sample per prompt: the baseline is the rest of the batch
         adv = returns - (returns.sum() - returns) / max(rows - 1, 1)
-    with timer("backward"):
-        for i, start in enumerate(range(0, rows, micro)):
-            sl = slice(start, start + micro)
-            pg = -(adv[sl] * logps[i].sum(-1)).sum() / rows
-            ctx.accelerator.backward(pg, retain_graph=False)
+    sft = lam < 1.0
+    for i, sl in enumerate(chunks):
+        last = i == len(chunks) - 1 and not sft
+        with timer("backward"), ctx.sync_context(last):
+            logp = first[i][0] if len(chunks) == 1 else _log_ratios(ctx, ro, sl, anchored, True)[0]
+            ctx.accelerator.backward(-(adv[sl] * logp.sum(-1)).sum() / rows)
     # The forward term: SFT on the best of n (sequence log-likelihood, mean over prompts).
-    t_batch = sft_batch(
-        s.tokenizer,
-        [s.train_prompts[i] for i in prompts],
-        [t[0] for t in targets],
-        [t[1] for t in targets],
-    )
-    t_batch = tuple(t.to(ctx.device) for t in t_batch)
     nll_total = torch.zeros((), device=ctx.device)
-    if lam < 1.0:
+    if sft:
+        t_batch = sft_batch(
+            s.tokenizer,
+            [s.train_prompts[i] for i in prompts],
+            [t[0] for t in targets],
+            [t[1] for t in targets],
+        )
+        t_batch = tuple(t.to(ctx.device) for t in t_batch)
         t_micro = min(ctx.local.micro_batch or len(prompts), len(prompts))
         for start in range(0, len(prompts), t_micro):
             part = tuple(t[start : start + t_micro] for t in t_batch)
-            with timer("backward"), ctx.autocast():
-                t_logp, _, _ = sequence_log_softmax(
-                    ctx.module, *part, temperature=temperature, full=False
-                )
+            with timer("backward"), ctx.sync_context(start + t_micro >= len(prompts)):
+                with ctx.autocast():
+                    t_logp, _, _ = sequence_log_softmax(
+                        ctx.module, *part, temperature=s.sampling.temperature, full=False
+                    )
                 nll = -t_logp.sum(-1)
                 ctx.accelerator.backward((1.0 - lam) * nll.sum() / len(prompts))
             nll_total = nll_total + nll.detach().sum()
+    beta = 1.0 / (n - 1)
     stats.add("reward", ro.rewards)
     stats.add("score", score_t)
     stats.add("kl", log_ratio)  # k1 to the anchor (pi_ref when anchor_ema = 0)
     stats.add("return", returns)
-    stats.add_clustered("objective", returns, ro.prompt_index)
+    # vBoN's objective against the anchor, E[R] - KL / (n-1), comparable with vbon's runs.
+    stats.add_clustered("objective", score_t - beta * log_ratio, ro.prompt_index)
     stats.add("nll", nll_total, count=len(prompts))
     stats.add("target_reward", np.array([t[2] for t in targets]))
     stats.add("length", ro.mask.sum(-1))

@@ -288,8 +288,9 @@ class TrainConfig:
     method: Method = "vbon"
     """"vbon" (reward log F_hat, bound L), "vbon_exact" (the paper's exact reward),
     "kl_rl" (raw reward r, free beta), "bon_sft" (SFT on the best of n reference samples),
-    "vbon_offline" (vbon's optimum fitted from the reference cache, no rollouts) or "bonbon"
-    (BoNBoN on the best and worst of n reference samples)."""
+    "vbon_offline" (vbon's optimum fitted from the reference cache, no rollouts), "bonbon"
+    (BoNBoN on the best and worst of n reference samples), "bond" (BOND: the Jeffreys
+    divergence to Best-of-n of an anchor) or "jbond" (J-BOND)."""
     algorithm: Algorithm | None = None
     """"rloo" (REINFORCE, leave-one-out baseline over k samples per prompt, KL as a k1 sequence
     sum in the reward) or "ppo" (value head, GAE, clipped losses; the authors' trlx setup).
@@ -521,7 +522,12 @@ class TrainConfig:
         if self.method not in METHODS:
             raise ValueError(f"method: expected one of {METHODS}, got {self.method!r}")
         if self.algorithm is None:
-            self.algorithm = PROFILE_DEFAULTS[self.profile]["base"]["algorithm"]
+            # bond and jbond have their own policy gradient in rloo's form, on every profile.
+            self.algorithm = (
+                "rloo"
+                if self.method in BOND_METHODS
+                else PROFILE_DEFAULTS[self.profile]["base"]["algorithm"]
+            )
         if self.algorithm not in ALGORITHMS:
             raise ValueError(f"algorithm: expected one of {ALGORITHMS}, got {self.algorithm!r}")
         self._fill_defaults()
@@ -555,6 +561,8 @@ class TrainConfig:
             "jbond": "jbond",
         }.get(self.method, self.algorithm)
         table = defaults_for(self.profile, self.task, kind)
+        if self.method == "jbond" and self.k not in (None, 1):
+            raise ValueError(f"k: jbond draws one policy sample per prompt, got k = {self.k}")
         if self.method in BON_PAIR_METHODS or self.method == "jbond":
             self.k = 1  # one target (pair, policy sample) per prompt
         if self.method == "bon_sft" and self.sft_recipe == "authors":
@@ -663,7 +671,8 @@ class TrainConfig:
             )
         if self.cdf_estimator != "add_one" and self.method not in QUANTILE_METHODS:
             raise ValueError(
-                f"cdf_estimator: {self.method} has no F to estimate; leave it at 'add_one'"
+                f"cdf_estimator: only vbon, vbon_exact and vbon_offline take another estimator "
+                f"of F, not {self.method}; leave it at 'add_one'"
             )
         if self.kl_estimator not in ("k1", "rb"):
             raise ValueError(f"kl_estimator: expected 'k1' or 'rb', got {self.kl_estimator!r}")
@@ -678,13 +687,38 @@ class TrainConfig:
         check_real(
             self.anchor_ema, "anchor_ema", minimum=0.0, strict=False, maximum=1.0, allow_none=True
         )
-        if self.method not in BOND_METHODS and (
-            self.bond_lambda != 0.5 or self.anchor_ema is not None or self.anchor_gamma != 0.0
-        ):
-            raise ValueError(
-                f"bond_lambda: bond_lambda, anchor_ema and anchor_gamma are bond and jbond's, "
-                f"not {self.method}'s"
-            )
+        if self.method not in BOND_METHODS:
+            given = {
+                "bond_lambda": self.bond_lambda != 0.5,
+                "anchor_ema": self.anchor_ema is not None,
+                "anchor_gamma": self.anchor_gamma != 0.0,
+            }
+            for name, set_ in given.items():
+                if set_:
+                    raise ValueError(f"{name}: only bond and jbond take it, not {self.method}")
+        else:
+            if self.method == "jbond" and self.anchor_ema == 0:
+                raise ValueError(
+                    "anchor_ema: jbond's anchor moves (the paper's 0.02); for a fixed anchor "
+                    "at pi_ref use bond"
+                )
+            if self.anchor_ema == 0 and self.anchor_gamma != 0:
+                raise ValueError(
+                    "anchor_gamma: with anchor_ema=0 the anchor is pi_ref, whose KL the "
+                    "objective already weighs; set anchor_ema > 0 or leave gamma at 0"
+                )
+            if self.kl_estimator != "k1":
+                raise ValueError(
+                    f"kl_estimator: {self.method}'s KL to its anchor is the k1 log-ratio; "
+                    "'rb' is offered for vbon, vbon_exact and kl_rl"
+                )
+            if self.eos_score is not None:
+                raise ValueError(
+                    f"eos_score: {self.method} scores by quantiles against its anchor; use "
+                    "the task's eos_penalty (a reward-model score) instead"
+                )
+        if self.method == "bonbon" and self.sft_recipe != "vbon":
+            raise ValueError("sft_recipe: the authors' recipe is bon_sft's; bonbon has its own")
         if self.method in BOND_METHODS and self.algorithm != "rloo":
             raise ValueError(
                 f"algorithm: {self.method} trains by its own policy gradient (rloo's form), "
@@ -774,6 +808,11 @@ class TrainConfig:
 
             used = min(self.m, self.max_m) if self.max_m is not None else self.m
             check_well_posed(used, self.n, name="max_m" if self.max_m is not None else "m")
+        if self.method == "bond" and self.anchor_ema == 0 and self.n > (self.max_m or self.m):
+            raise ValueError(
+                f"m: bond's Best-of-N targets need at least n = {self.n} cached samples per "
+                f"prompt, the cache gives {self.max_m or self.m}"
+            )
         if self.method in BON_PAIR_METHODS and self.n * self.sft_groups > self.m:
             raise ValueError(
                 f"m: {self.method} takes sft_groups = {self.sft_groups} group(s) of n = {self.n} "

@@ -427,6 +427,12 @@ class _Run:
         if config.method in ("bond", "jbond") and config.anchor_ema > 0:
             from vbon.train.bond import Anchor
 
+            if sharded:  # the EMA copy needs whole tensors, which FSDP/DeepSpeed shard
+                raise ValueError(
+                    f"method: {config.method} with a moving anchor runs on one process or "
+                    "under DDP, not under FSDP or DeepSpeed"
+                )
+
             self.ctx.anchor = Anchor(unwrapped.lm)
         self.metrics_path = self.run_dir / "metrics.jsonl"
         self.history: list[dict[str, Any]] = []
