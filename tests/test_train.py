@@ -604,6 +604,49 @@ def test_two_processes_under_accelerate_reduce_metrics(tmp_path):
         )
 
 
+@pytest.mark.parametrize(
+    "kw",
+    [
+        # lambda = 1: no SFT backward after the policy-gradient micro-batches to sync them.
+        {"method": "bond", "bond_lambda": 1.0, "k": 4, "micro_batch_size": 8},
+        {"method": "jbond", "micro_batch_size": 2},
+    ],
+    ids=["bond-lambda1", "jbond"],
+)
+def test_bond_under_two_processes_keeps_replicas_in_sync(tmp_path, kw):
+    """bond's returns need every row before any gradient: with several micro-batches it makes
+    a no-grad pass first, then syncs gradients once. Two processes end with equal weights."""
+    import os
+    import subprocess
+    import sys
+
+    config = _enum_config(
+        tmp_path, n=N if kw["method"] == "bond" else None, steps=3, batch_prompts=4, eval_k=8, **kw
+    )
+    cmd = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "-m",
+        "vbon.train",
+        *_cli_flags(config),
+    ]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    result = json.loads((config.run_dir() / "result.json").read_text())
+    assert result["num_processes"] == 2 and result["replicas_in_sync"]
+
+
 def test_vbon_train_command_line(tmp_path, capsys):
     from vbon.cli import main
 
