@@ -542,11 +542,29 @@ def test_jbond_resumes_with_its_anchor(tmp_path, monkeypatch):
     assert _numbers(resumed.history) == _numbers(straight.history)
 
 
-def test_two_processes_under_accelerate_reduce_metrics(tmp_path):
+def _train_on_two_processes(config: TrainConfig) -> None:
+    """Train ``config`` under ``accelerate launch`` with two CPU processes.
+
+    accelerate 1.15 starts ONE process for "--cpu --num_processes 2" unless mpirun is set up;
+    on a machine without GPUs "--multi_gpu" starts two torchrun processes, and the trainer's
+    Accelerator(cpu=True) makes them a gloo (MULTI_CPU) group. result.json records the count.
+    """
     import os
     import subprocess
     import sys
 
+    cmd = [
+        *(sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu"),
+        *("--num_processes", "2", "--num_machines", "1"),
+        *("--mixed_precision", "no", "--dynamo_backend", "no"),
+        *("-m", "vbon.train", *_cli_flags(config)),
+    ]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+
+
+def test_two_processes_under_accelerate_reduce_metrics(tmp_path):
     config = _enum_config(
         tmp_path,
         method="vbon_exact",
@@ -557,28 +575,7 @@ def test_two_processes_under_accelerate_reduce_metrics(tmp_path):
         eval_k=8,
         log_samples=True,
     )
-    # accelerate 1.15 starts ONE process for "--cpu --num_processes 2" unless mpirun is set up;
-    # on a machine without GPUs "--multi_gpu" starts two torchrun processes, and the trainer's
-    # Accelerator(cpu=True) makes them a gloo (MULTI_CPU) group. result.json checks it was 2.
-    accelerate = [sys.executable, "-m", "accelerate.commands.launch"]
-    cmd = [
-        *accelerate,
-        "--multi_gpu",
-        "--num_processes",
-        "2",
-        "--num_machines",
-        "1",
-        "--mixed_precision",
-        "no",
-        "--dynamo_backend",
-        "no",
-        "-m",
-        "vbon.train",
-        *_cli_flags(config),
-    ]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
-    out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stderr[-3000:]
+    _train_on_two_processes(config)
     run_dir = config.run_dir()
     rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
     train_rows = [r for r in rows if r["phase"] == "train"]
@@ -616,33 +613,10 @@ def test_two_processes_under_accelerate_reduce_metrics(tmp_path):
 def test_bond_under_two_processes_keeps_replicas_in_sync(tmp_path, kw):
     """bond's returns need every row before any gradient: with several micro-batches it makes
     a no-grad pass first, then syncs gradients once. Two processes end with equal weights."""
-    import os
-    import subprocess
-    import sys
-
     config = _enum_config(
         tmp_path, n=N if kw["method"] == "bond" else None, steps=3, batch_prompts=4, eval_k=8, **kw
     )
-    cmd = [
-        sys.executable,
-        "-m",
-        "accelerate.commands.launch",
-        "--multi_gpu",
-        "--num_processes",
-        "2",
-        "--num_machines",
-        "1",
-        "--mixed_precision",
-        "no",
-        "--dynamo_backend",
-        "no",
-        "-m",
-        "vbon.train",
-        *_cli_flags(config),
-    ]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
-    out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stderr[-3000:]
+    _train_on_two_processes(config)
     result = json.loads((config.run_dir() / "result.json").read_text())
     assert result["num_processes"] == 2 and result["replicas_in_sync"]
 

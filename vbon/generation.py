@@ -408,18 +408,15 @@ def _completion_logits(
     and the keep mask (B, T), all on the model's device."""
     if not temperature > 0:
         raise ValueError(f"temperature: must be > 0, got {temperature!r}")
-    from vbon.train.modeling import packed_logits
+    from vbon.train.modeling import _scaled_logits
 
     device = model.device
     token_ids, keep = token_ids.to(device), mask.to(device).bool()
-    input_ids = torch.cat([prompt_ids.to(device), token_ids], dim=1)
-    attention = torch.cat([prompt_mask.to(device).bool(), keep], dim=1).long()
-    position_ids = (attention.cumsum(dim=1) - 1).clamp(min=0)
-    length, width = input_ids.shape[1], token_ids.shape[1]
-    positions = torch.arange(length - width - 1, length - 1, device=device)
-    # Only the completion tokens on the mask go through the LM head (see packed_logits).
-    logits, _ = packed_logits(model, input_ids, attention, position_ids, positions, keep)
-    return logits.float() / temperature, token_ids[keep], keep
+    # The trainer's forward: only the completion tokens on the mask go through the LM head.
+    logits, _ = _scaled_logits(
+        model, prompt_ids.to(device), prompt_mask.to(device), token_ids, keep, temperature
+    )
+    return logits, token_ids[keep], keep
 
 
 def token_logprobs(
@@ -439,8 +436,9 @@ def token_logprobs(
     logits, tokens, keep = _completion_logits(
         model, prompt_ids, prompt_mask, token_ids, mask, temperature
     )
-    kept = logits.gather(-1, tokens.unsqueeze(-1)).squeeze(-1) - logits.logsumexp(-1)
-    return torch.zeros(keep.shape, dtype=kept.dtype, device=keep.device).masked_scatter(keep, kept)
+    from vbon.train.modeling import unpack
+
+    return unpack(keep, logits.gather(-1, tokens.unsqueeze(-1)).squeeze(-1) - logits.logsumexp(-1))
 
 
 @torch.no_grad()
@@ -489,6 +487,7 @@ def completion_kl_terms(
     Rao-Blackwellised KL of each completion (B,) (``vbon.evaluate.kl_rb``), from one forward
     of each model per chunk of ``batch_size`` rows, at ``temperature``; no grad."""
     from vbon.evaluate import next_token_kl
+    from vbon.train.modeling import unpack
 
     if batch_size < 1:
         raise ValueError(f"batch_size: must be >= 1, got {batch_size}")
@@ -505,16 +504,12 @@ def completion_kl_terms(
         logp = torch.log_softmax(logits_p, dim=-1)
         logq = torch.log_softmax(logits_q.to(logp.device), dim=-1)
         del logits_p, logits_q  # (rows x tokens, vocabulary) each: keep two such arrays, not four
-        rows = []
-        for full in (logp, logq):
-            kept = full.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
-            rows.append(torch.zeros(keep.shape, dtype=kept.dtype, device=keep.device))
-            rows[-1].masked_scatter_(keep, kept)
-        per_token_kl = torch.zeros(keep.shape, dtype=logp.dtype, device=keep.device)
-        per_token_kl.masked_scatter_(keep, next_token_kl(logp, logq))
-        lp_parts.append(rows[0].cpu())
-        lr_parts.append(rows[1].cpu())
-        rb_parts.append(per_token_kl.sum(-1).cpu())
+        picked = [
+            unpack(keep, x.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)) for x in (logp, logq)
+        ]
+        lp_parts.append(picked[0].cpu())
+        lr_parts.append(picked[1].cpu())
+        rb_parts.append(unpack(keep, next_token_kl(logp, logq)).sum(-1).cpu())
     if not lp_parts:
         empty = torch.zeros((0, completions.token_ids.shape[1]))
         return empty, empty.clone(), torch.zeros(0)

@@ -38,6 +38,7 @@ __all__ = [
     "sequence_log_softmax",
     "separable_head",
     "sequence_logprobs",
+    "unpack",
 ]
 
 
@@ -323,6 +324,13 @@ def packed_logits(
     return out.logits[keep], hidden
 
 
+def unpack(mask: torch.Tensor, packed: torch.Tensor) -> torch.Tensor:
+    """Values packed over ``mask``'s True entries, (n,), back to (B, T) with 0 off the mask
+    (differentiable in ``packed``)."""
+    out = torch.zeros(mask.shape, dtype=packed.dtype, device=packed.device)
+    return out.masked_scatter(mask.bool(), packed)
+
+
 def _scaled_logits(
     model: nn.Module,
     prompt_ids: torch.Tensor,
@@ -372,11 +380,8 @@ def sequence_logprobs(
     so left padding does not shift GPT-2's absolute positions.
     """
     logits, values = _scaled_logits(model, prompt_ids, prompt_mask, token_ids, mask, temperature)
-    keep = mask.bool()
-    kept = logits.gather(-1, token_ids[keep].unsqueeze(-1)).squeeze(-1) - logits.logsumexp(-1)
-    picked = torch.zeros(mask.shape, dtype=kept.dtype, device=kept.device).masked_scatter(
-        keep, kept
-    )
+    tokens = token_ids[mask.bool()].unsqueeze(-1)
+    picked = unpack(mask, logits.gather(-1, tokens).squeeze(-1) - logits.logsumexp(-1))
     return picked, values if with_values else None
 
 
@@ -407,9 +412,5 @@ def sequence_log_softmax(
         return picked, None, values
     logits, values = _scaled_logits(model, prompt_ids, prompt_mask, token_ids, mask, temperature)
     logp = torch.log_softmax(logits, dim=-1)
-    keep = mask.bool()
-    kept = logp.gather(-1, token_ids[keep].unsqueeze(-1)).squeeze(-1)
-    picked = torch.zeros(mask.shape, dtype=kept.dtype, device=kept.device).masked_scatter(
-        keep, kept
-    )
+    picked = unpack(mask, logp.gather(-1, token_ids[mask.bool()].unsqueeze(-1)).squeeze(-1))
     return picked, logp, values

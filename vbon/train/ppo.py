@@ -38,7 +38,7 @@ import torch
 
 from vbon.evaluate import next_token_kl
 from vbon.train.common import Context, Stats, Timer
-from vbon.train.modeling import sequence_log_softmax
+from vbon.train.modeling import sequence_log_softmax, unpack
 
 __all__ = ["gae", "masked_whiten", "padded_whiten", "ppo_step"]
 
@@ -108,12 +108,6 @@ def padded_whiten(
     return (out, scale) if return_scale else out
 
 
-def _scatter(mask: torch.Tensor, packed: torch.Tensor) -> torch.Tensor:
-    """Packed per-position values (n,) back to (B, T), 0 off the mask (differentiable)."""
-    out = torch.zeros(mask.shape, dtype=packed.dtype, device=packed.device)
-    return out.masked_scatter(mask.bool(), packed)
-
-
 @torch.no_grad()
 def _reference_all(
     ctx: Context, batch: tuple, hidden: torch.Tensor | None, idx: torch.Tensor, temperature: float
@@ -157,7 +151,7 @@ def ppo_step(ctx: Context, step: int, timer: Timer) -> Stats:
                     ctx.reference, *batch, temperature=temperature, full=rb
                 )
             if rb:
-                rb_kl.append(_scatter(ro.mask[sl], next_token_kl(lp_all, lr_all)))
+                rb_kl.append(unpack(ro.mask[sl], next_token_kl(lp_all, lr_all)))
             old_logp.append(lp)
             old_values.append(v)
             ref_logp.append(lr)
@@ -243,7 +237,7 @@ def ppo_step(ctx: Context, step: int, timer: Timer) -> Stats:
                     vf_loss = (vf * m).sum() / n_tokens
                     loss = pg_loss + cfg.vf_coef * vf_loss
                     if rb:
-                        live = _scatter(
+                        live = unpack(
                             mask[idx],
                             next_token_kl(
                                 logp_all, _reference_all(ctx, batch, hidden, idx, temperature)

@@ -28,7 +28,7 @@ import torch
 
 from vbon.evaluate import next_token_kl
 from vbon.train.common import Context, Stats, Timer
-from vbon.train.modeling import sequence_log_softmax
+from vbon.train.modeling import sequence_log_softmax, unpack
 
 __all__ = ["leave_one_out_advantages", "rloo_step"]
 
@@ -74,9 +74,7 @@ def rloo_step(ctx: Context, step: int, timer: Timer) -> Stats:
         log_ratio = (logp.detach() - ref_logp) * mask
         k1 = log_ratio.sum(-1)
         if rb:  # with grad through pi_theta's next-token distributions
-            per_token = torch.zeros(mask.shape, dtype=logp.dtype, device=logp.device)
-            kl_live = per_token.masked_scatter(mask.bool(), next_token_kl(logp_all, ref_all))
-            kl_live = kl_live.sum(-1)
+            kl_live = unpack(mask, next_token_kl(logp_all, ref_all)).sum(-1)
             kl = kl_live.detach()
         else:
             kl = k1
