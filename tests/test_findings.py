@@ -206,6 +206,55 @@ def test_matched_kl_gap_and_paired_difference():
     assert diff["difference"] == diff["low"] == diff["high"] == 0.0
 
 
+def test_distill_claims_and_the_kl_estimators_standard_errors():
+    from types import SimpleNamespace
+
+    pts = _points(
+        {
+            "vbon N=4": ("vbon", 0.6, 0.8),
+            "bond N=4": ("bond", 0.5, 0.7),
+            "bonbon n=4": ("bonbon", 2.0, 0.6),
+            "jbond N=2": ("jbond", 0.3, 0.45),
+        }
+    )
+    pts["n"] = pts["config"].str.extract(r"=(\d+)")[0].astype(int)
+    spec = SimpleNamespace(seeds=(0, 1, 2), test_prompts=50)
+    claims = findings.distill_claims(findings.point_table(pts), pts, spec)
+    assert len(claims) == 3 + 2 + 2  # beats pi_ref; KL under BoN's bound; vbon beats it
+    assert [c.decision for c in claims[:3]] == ["holds", "holds", "fails"]  # jbond at 0.45
+    # BoN's bound at N = 4 is log 4 - 3/4 = 0.64: bond's KL 0.5 is below it, bonbon's 2.0 not.
+    assert [c.decision for c in claims[3:5]] == ["holds", "fails"]
+    assert all(c.decision == "holds" for c in claims[5:])
+    assert "vbon N=4 beats bond N=4" in claims[5].claim + claims[6].claim
+
+    sweep = pd.DataFrame(
+        {
+            "method": ["vbon"] * 3 + ["bond"] * 3,
+            "n": [4] * 6,
+            "beta": [1 / 3] * 6,
+            "seed": [0, 1, 2] * 2,
+            "kl_k1_se": [0.10, 0.12, 0.11, 0.20, 0.22, 0.18],
+            "kl_k3_se": [0.08, 0.09, 0.08, 0.15, 0.16, 0.14],
+            "kl_rb_se": [0.05, 0.06, 0.05, 0.10, 0.12, 0.09],
+        }
+    )
+    se = findings.kl_estimator_se(sweep)
+    assert se["config"].tolist()[:1] == ["vbon N=4"]
+    assert se["rb / k1"].to_numpy() == pytest.approx(sweep["kl_rb_se"] / sweep["kl_k1_se"])
+    verdicts = findings.kl_estimator_claims(se, seeds=[0, 1, 2])
+    assert [c.decision for c in verdicts] == ["holds", "holds"]
+    assert findings.kl_estimator_se(sweep.drop(columns="kl_rb_se")).empty
+
+
+def test_the_kl_axis_is_kl_rb_and_older_evaluations_are_refused():
+    per = pd.DataFrame({"prompt": [0, 1], "kl_k1": [0.4, 0.1], "kl_k3": [0.3, 0.2]})
+    with pytest.raises(ValueError, match="run runs/x: its evaluation has no kl_rb"):
+        findings._kl_axis(per, "runs/x")
+    out = findings._kl_axis(per.assign(kl_rb=[0.25, 0.15]), "runs/x")
+    assert findings.KL_AXIS == "kl_rb"
+    assert out["kl"].tolist() == [0.25, 0.15] and out["kl_k3"].tolist() == [0.3, 0.2]
+
+
 # -- vbon.train.convergence ------------------------------------------------------------------
 def _history(values, se=0.1):
     return [
@@ -249,6 +298,34 @@ def test_experiment_spec_grids_budgets_and_errors():
         experiment("imdb", "smoke", seeds=[0, 0])
     with pytest.raises(ValueError, match="task: no experiment"):
         experiment("mnist", "smoke")
+
+
+def test_experiment_spec_of_the_distillation_methods():
+    """BoNBoN over bon_sft_n with sft's budget and its own lr, BOND over bond_n in rloo's form,
+    J-BOND once with as many policy samples per step as the RL runs."""
+    from vbon.experiment import DISTILL_METHODS, experiment
+
+    spec = experiment("tldr", "smoke")
+    configs = spec.sweep_configs(methods=DISTILL_METHODS)
+    assert [(c.method, c.n) for c in configs if c.seed == 0] == [
+        ("bonbon", 201),
+        ("bond", 201),
+        ("jbond", 2),
+    ]
+    bonbon, bond, jbond = (c for c in configs if c.seed == 0)
+    assert bonbon.steps == spec.sft["steps"] and bonbon.sft_groups == spec.sft["sft_groups"]
+    assert bonbon.lr == spec.bonbon["lr"] != spec.sft["lr"]
+    assert bond.steps == spec.rl["steps"] and bond.k == spec.rl["k"]
+    assert jbond.k == 1 and jbond.batch_prompts == spec.rl["batch_prompts"] * spec.rl["k"]
+    paper = experiment("tldr", "paper")  # its RL runs are PPO; BOND's trainer stays rloo's
+    assert {c.algorithm for c in paper.sweep_configs(methods=["bond", "jbond"])} == {"rloo"}
+    assert len(experiment("imdb", "smoke", methods=["bond"]).sweep_configs()) == 3 * 3
+    with pytest.raises(ValueError, match="methods: expected some of"):
+        experiment("tldr", "smoke", methods=["vbon_offline"])
+    with pytest.raises(ValueError, match="bond_n: expected integers >= 2"):
+        experiment("tldr", "smoke", bond_n=[1])
+    with pytest.raises(ValueError, match="bonbon: unknown TrainConfig"):
+        experiment("tldr", "smoke", bonbon={"lrr": 1e-4})
 
 
 # -- pieces of the loop ------------------------------------------------------------------------

@@ -27,9 +27,15 @@ from pathlib import Path
 from typing import Any
 
 from vbon.cdf import M_PER_N, min_reference_samples
-from vbon.train.config import TrainConfig
+from vbon.train.config import BOND_METHODS, TrainConfig
 
-__all__ = ["EXPERIMENTS", "Experiment", "experiment", "sweep"]
+__all__ = ["DISTILL_METHODS", "EXPERIMENTS", "Experiment", "PAPER_METHODS", "experiment", "sweep"]
+
+PAPER_METHODS = ("vbon", "vbon_exact", "kl_rl", "bon_sft")
+"""The methods of the paper's sweeps (sections 5 and 6)."""
+DISTILL_METHODS = ("bonbon", "bond", "jbond")
+"""The other Best-of-N distillation methods, on the same loop: BoNBoN (Gui et al. 2024), BOND
+and J-BOND (Sessa et al. 2024)."""
 
 
 @dataclass(frozen=True)
@@ -53,7 +59,12 @@ class Experiment:
     seeds: tuple[int, ...]
     """Training seeds: every configuration is trained once per seed."""
     bon_sft_n: tuple[int, ...] = ()
-    """n of BoN-SFT (best of n reference samples per prompt); empty: n_grid."""
+    """n of BoN-SFT and BoNBoN (best, and worst, of n reference samples per prompt); empty:
+    n_grid."""
+    methods: tuple[str, ...] = PAPER_METHODS + DISTILL_METHODS
+    """The methods of the sweep (``sweep_configs``)."""
+    bond_n: tuple[int, ...] = ()
+    """N of BOND (Best-of-N of pi_ref as its target); empty: n_grid."""
     ref_seed: int = 0
     """Seed of the reference caches (part of their key)."""
     eval_k: int = 4
@@ -64,6 +75,10 @@ class Experiment:
     """TrainConfig fields of the BoN-SFT runs."""
     offline: dict[str, Any] = field(default_factory=dict)
     """TrainConfig fields of the offline vBoN runs (vbon_offline, notebook 08)."""
+    bonbon: dict[str, Any] = field(default_factory=dict)
+    """TrainConfig fields of the BoNBoN runs, over ``sft``'s (they share its cached groups and
+    budget; IPO's margin moves the policy faster than likelihood alone, so they take their own
+    lr)."""
     m_ablation: tuple[int, ...] = ()
     """M values (first M of the cached samples, ``max_m``) of the M ablation."""
     m_ablation_n: int | None = None
@@ -81,7 +96,7 @@ class Experiment:
         for name in ("train_prompts", "test_prompts", "m", "eval_m", "eval_k"):
             _int(name, getattr(self, name), 1)
         _int("ref_seed", self.ref_seed, 0)
-        for name in ("n_grid", "seeds", "bon_sft_n", "kl_rl_betas", "m_ablation"):
+        for name in ("n_grid", "seeds", "bon_sft_n", "kl_rl_betas", "m_ablation", "methods"):
             if isinstance(getattr(self, name), str | bytes) or not isinstance(
                 getattr(self, name), Sequence
             ):
@@ -99,6 +114,13 @@ class Experiment:
             _int("bon_sft_n", n, 1)
             if n > self.m:
                 raise ValueError(f"bon_sft_n: n = {n} exceeds m = {self.m} reference samples")
+        for n in self.bond_n:
+            _int("bond_n", n, 2)
+        known = PAPER_METHODS + DISTILL_METHODS
+        if not self.methods or any(m not in known for m in self.methods):
+            raise ValueError(f"methods: expected some of {list(known)}, got {list(self.methods)}")
+        if len(set(self.methods)) != len(self.methods):
+            raise ValueError(f"methods: repeated values in {list(self.methods)}")
         for b in self.kl_rl_betas:
             if isinstance(b, bool) or not isinstance(b, int | float) or not math.isfinite(b):
                 raise ValueError(f"kl_rl_betas: expected finite numbers > 0, got {b!r}")
@@ -119,7 +141,12 @@ class Experiment:
         for n, steps in self.steps_by_n.items():
             _int("steps_by_n", n, 2)
             _int("steps_by_n", steps, 1)
-        for name, value in (("rl", self.rl), ("sft", self.sft), ("offline", self.offline)):
+        for name, value in (
+            ("rl", self.rl),
+            ("sft", self.sft),
+            ("offline", self.offline),
+            ("bonbon", self.bonbon),
+        ):
             unknown = set(value) - {f.name for f in dataclasses.fields(TrainConfig)}
             if unknown:
                 raise ValueError(f"{name}: unknown TrainConfig field(s) {sorted(unknown)}")
@@ -133,6 +160,10 @@ class Experiment:
     @property
     def sft_n(self) -> tuple[int, ...]:
         return self.bon_sft_n or self.n_grid
+
+    @property
+    def n_bond(self) -> tuple[int, ...]:
+        return self.bond_n or self.n_grid
 
     def base_config(self, method: str, **changes: Any) -> TrainConfig:
         """The TrainConfig every run of ``method`` starts from (caches and evaluation set)."""
@@ -150,11 +181,23 @@ class Experiment:
         }
         if self.task_overrides:
             common["task_overrides"] = dict(self.task_overrides)
-        extra = {"bon_sft": self.sft, "vbon_offline": self.offline}.get(method, self.rl)
+        extra = {
+            "bon_sft": self.sft,
+            "vbon_offline": self.offline,
+            "bonbon": {**self.sft, **self.bonbon},
+        }.get(method, self.rl)
+        if method in BOND_METHODS:
+            # BOND's trainer is rloo's form on every profile; PPO's fields do not apply.
+            extra = {k: v for k, v in extra.items() if k not in _PPO_FIELDS}
+        if method == "jbond" and "k" in extra:
+            # One policy sample per prompt: as many prompts per step as the RL runs have
+            # samples, so every method sees the same number of policy samples per step.
+            extra["batch_prompts"] = extra.get("batch_prompts", 1) * extra.pop("k")
         if method == "kl_rl":
             changes.setdefault("beta", self.betas[0])
-        else:
-            changes.setdefault("n", (self.sft_n if method == "bon_sft" else self.n_grid)[0])
+        elif method != "jbond":  # jbond's n is its algorithm's 2
+            ns = {"bon_sft": self.sft_n, "bonbon": self.sft_n, "bond": self.n_bond}
+            changes.setdefault("n", ns.get(method, self.n_grid)[0])
         return TrainConfig(**{**common, **extra, "method": method, **changes})
 
     def steps_for(self, n: int | None = None, beta: float | None = None) -> dict[str, Any]:
@@ -166,23 +209,30 @@ class Experiment:
 
     def sweep_configs(
         self,
-        methods: Sequence[str] = ("vbon", "vbon_exact", "kl_rl", "bon_sft"),
+        methods: Sequence[str] | None = None,
         *,
         exact_n: Sequence[int] | None = None,
     ) -> list[TrainConfig]:
         """Every run of the sweep: each method over its grid, each for every seed.
 
-        ``exact_n``: the N of vbon_exact (default: the middle of ``n_grid``; on text its reward
-        is the bound's plus a constant, so one N suffices to show it).
+        ``methods``: default the spec's ``methods``. Grids: vbon over ``n_grid``, kl_rl over
+        ``betas``, bon_sft and bonbon over ``bon_sft_n``, bond over ``bond_n``, jbond once
+        (it distils Best-of-2 of a moving anchor: no target N). ``exact_n``: the N of
+        vbon_exact (default: the middle of ``n_grid``; on text its reward is the bound's plus a
+        constant, so one N suffices to show it).
         """
         if exact_n is None:
             exact_n = [sorted(self.n_grid)[len(self.n_grid) // 2]]
         out: list[TrainConfig] = []
-        for method in methods:
+        for method in self.methods if methods is None else methods:
             if method == "kl_rl":
                 settings = [{"beta": b, **self.steps_for(beta=b)} for b in self.betas]
-            elif method == "bon_sft":
+            elif method in ("bon_sft", "bonbon"):
                 settings = [{"n": n} for n in self.sft_n]
+            elif method == "bond":
+                settings = [{"n": n, **self.steps_for(n=n)} for n in self.n_bond]
+            elif method == "jbond":
+                settings = [{}]
             else:
                 ns = exact_n if method == "vbon_exact" else self.n_grid
                 settings = [{"n": n, **self.steps_for(n=n)} for n in ns]
@@ -219,8 +269,11 @@ class Experiment:
     # -- identity ----------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
-        if not out["offline"]:  # the specs without offline runs keep their earlier record
-            del out["offline"]
+        for name in ("offline", "bonbon", "bond_n"):  # unset: the spec keeps its earlier record
+            if not out[name]:
+                del out[name]
+        if tuple(out["methods"]) == PAPER_METHODS:
+            del out["methods"]
         for k, v in out.items():
             if isinstance(v, tuple):
                 out[k] = list(v)
@@ -243,6 +296,9 @@ class Experiment:
         return path
 
 
+_PPO_FIELDS = ("algorithm", "mini_batch_size", "ppo_epochs")
+
+
 def _int(name: str, value: Any, minimum: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ValueError(f"{name}: expected integers >= {minimum}, got {value!r}")
@@ -257,6 +313,9 @@ EXPERIMENTS: dict[tuple[str, str], dict[str, Any]] = {
     # run and one M in the ablation keep `make reproduce` near 15 minutes on 2 cores and
     # `make test` (which executes the notebooks again) under 30.
     ("imdb", "smoke"): {
+        # The paper's methods: BoNBoN, BOND and J-BOND join these sweeps when notebooks 03 and
+        # 04 are next published from the converged profile, with budgets from its study.
+        "methods": PAPER_METHODS,
         "train_prompts": 128,
         "test_prompts": 32,
         "m": 32,
@@ -267,6 +326,9 @@ EXPERIMENTS: dict[tuple[str, str], dict[str, Any]] = {
         "bon_sft_n": (),
         "rl": {"algorithm": "rloo", "steps": 15, "lr": 3e-4, "batch_prompts": 8, "k": 4},
         "sft": {"steps": 30, "lr": 1e-3},
+        # BoNBoN at n = 8 with sft's budget (one seed each): lr 3e-4 moved the policy to KL 4.4
+        # for a win rate of 0.55, 1e-4 to KL 0.2 for 0.50; BoN-SFT at 1e-3 reached 0.57 at KL 1.2.
+        "bonbon": {"lr": 1e-4},
         "m_ablation": (4,),
         "m_ablation_n": 4,
     },
@@ -274,6 +336,7 @@ EXPERIMENTS: dict[tuple[str, str], dict[str, Any]] = {
     # kl_rl betas are chosen in notebook 04 (KL-RL's exact optimum at vBoN's optimum's KL).
     # BoN-SFT learns pi_BoN from 4096 // 8 = 512 disjoint groups of n reference samples.
     ("enumerable", "smoke"): {
+        "methods": PAPER_METHODS,
         "train_prompts": 1,
         "test_prompts": 1,
         "m": 4096,
@@ -287,6 +350,7 @@ EXPERIMENTS: dict[tuple[str, str], dict[str, Any]] = {
         "sft": {"steps": 40, "lr": 1e-3, "batch_prompts": 64, "sft_groups": 512},
     },
     ("imdb", "paper"): {
+        "methods": PAPER_METHODS,
         "train_prompts": 5000,
         "test_prompts": 512,
         "m": 512,
@@ -348,9 +412,16 @@ EXPERIMENTS[("tldr", "smoke")] = {
     "kl_rl_betas": (),
     "seeds": (0, 1, 2),
     "bon_sft_n": (201,),
+    # BOND at the paper's N only: notebook 07 compares the policies there, and two more N on
+    # three seeds would cost `make reproduce` about a minute it does not have.
+    "bond_n": (201,),
     "rl": {"algorithm": "rloo", "steps": 20, "lr": 3e-4, "batch_prompts": 8, "k": 4},
     # Four disjoint groups of 201 per prompt: every one of the 804 references is used once.
     "sft": {"steps": 30, "lr": 1e-3, "batch_prompts": 16, "sft_groups": 4},
+    # BoNBoN at n = 201 with sft's budget (one seed each): lr 3e-4 collapsed the policy (win
+    # rate 0.31, KL 30 nats: IPO pushes the worst summary's likelihood down without bound in
+    # this many steps), 1e-4 reached win rate 0.72 at KL 3.4.
+    "bonbon": {"lr": 1e-4},
 }
 EXPERIMENTS[("tldr", "paper")] = {
     # The authors' setting (section 6): 4096 train prompts, their PPO for one pass over them
@@ -363,6 +434,7 @@ EXPERIMENTS[("tldr", "paper")] = {
     "kl_rl_betas": (),
     "seeds": (0, 1, 2),
     "bon_sft_n": (201,),
+    "bond_n": (201,),
     "rl": {"algorithm": "ppo", "lr": 3e-6},
     "sft": {"steps": 400, "lr": 3e-6, "sft_groups": 4},
 }
@@ -389,12 +461,8 @@ def experiment(task: str, profile: str = "smoke", **overrides: Any) -> Experimen
             f"overrides: unknown experiment field(s) {unknown}; known: {sorted(names)}"
         )
     values = {**EXPERIMENTS[key], **overrides}
-    for name in (
-        "rl",
-        "sft",
-        "offline",
-        "task_overrides",
-    ):  # merged: overriding one key keeps the others
+    for name in ("rl", "sft", "offline", "bonbon", "task_overrides"):
+        # merged: overriding one key keeps the others
         if name in overrides:
             values[name] = {**EXPERIMENTS[key].get(name, {}), **overrides[name]}
     return Experiment(task=task, profile=profile, **values)

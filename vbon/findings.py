@@ -28,6 +28,7 @@ from vbon.stats import Interval, crossed_bootstrap, mean_ci
 from vbon.theory import sampled_optimum as theory_sampled_optimum
 
 __all__ = [
+    "KL_AXIS",
     "config_label",
     "variant_label",
     "run_points",
@@ -55,11 +56,31 @@ __all__ = [
     "gold_vs_proxy",
     "vbon_sweep_claims",
     "temperature_claims",
+    "distill_claims",
+    "kl_estimator_se",
+    "kl_estimator_claims",
     "reference_cache_claims",
     "se_table",
 ]
 
-METRICS = ("reward", "win_rate", "kl", "kl_k1", "length")
+METRICS = ("reward", "win_rate", "kl", "kl_k1", "kl_k3", "length")
+
+KL_AXIS = "kl_rb"
+"""The estimate behind the ``kl`` column of every trained policy's points, hence the KL axis of
+the frontier plots and of every matched-KL comparison: the Rao-Blackwellised KL
+(``vbon.evaluate.kl_rb``, Amini, Vieira and Cotterell 2025), the exact next-token KL summed
+along each sampled prefix. Unbiased like k1 and k3, never negative, and never noisier than k1
+on the same samples; the evaluation also keeps ``kl_k1`` and ``kl_k3``."""
+
+
+def _kl_axis(per: pd.DataFrame, run: Any) -> pd.DataFrame:
+    """A per-prompt evaluation with ``kl`` = ``KL_AXIS`` (k1 and k3 kept beside it)."""
+    if KL_AXIS not in per:
+        raise ValueError(
+            f"run {run}: its evaluation has no {KL_AXIS} (written before vbon recorded it); "
+            "train it again (TrainConfig overwrite=True, or delete the run directory)"
+        )
+    return per.assign(kl=per[KL_AXIS])
 
 
 def variant_label(row: Any) -> str:
@@ -98,7 +119,7 @@ def run_points(table: pd.DataFrame) -> pd.DataFrame:
     """The final evaluation of every run of a sweep table (``run_sweep``), per test prompt.
 
     Columns: config, method, n, beta, max_m, seed, prompt, and the metrics (reward, win_rate,
-    kl = the k3 estimate, kl_k1, length).
+    kl = ``KL_AXIS``, kl_k1, kl_k3, kl_rb, length).
     """
     from vbon.train.loop import load_run
 
@@ -109,7 +130,7 @@ def run_points(table: pd.DataFrame) -> pd.DataFrame:
             raise ValueError(f"table: run {row.run_dir} has no per-prompt evaluation; retrain it")
         max_m = getattr(row, "max_m", None)
         parts.append(
-            per.rename(columns={"kl_k3": "kl"}).assign(
+            _kl_axis(per, row.run_dir).assign(
                 config=config_label(row.method, row.n, row.beta, max_m, variant_label(row)),
                 method=row.method,
                 n=row.n,
@@ -407,62 +428,91 @@ def temperature_points(
     bon_n: Sequence[int],
     bon_pool: int,
     n_resamples: int = 4,
+    workers: int = 1,
 ) -> tuple[pd.DataFrame, dict[float, Any]]:
     """Every policy of ``sweep``, BoN at each N of ``bon_n`` and pi_ref, at each temperature T,
     per test prompt (the unit the intervals resample).
 
     Policies are evaluated by ``vbon.evaluate.evaluate_run`` (each as its trainer evaluated it,
-    at T), against a test reference cache drawn at T; pi_ref is loaded once, for the policies'
-    KL and BoN's pools at every temperature; BoN picks from
-    ``bon_pool`` fresh pi_ref samples per prompt at T (``evaluate_bon_on_task``); pi_ref's row
-    is its test cache at T (reward and EOS rate of its ``eval_m`` samples, win rate 1/2, KL 0).
+    at T), against a test reference cache drawn at T; pi_ref is loaded once per process, for the
+    policies' KL and BoN's pools; BoN picks from ``bon_pool`` fresh pi_ref samples per prompt at
+    T (``evaluate_bon_on_task``); pi_ref's row is its test cache at T (reward and EOS rate of
+    its ``eval_m`` samples, win rate 1/2, KL 0). ``workers`` > 1 spreads the temperatures over
+    that many processes (CPU: one per core; every number is the same as with one, since each
+    evaluation and pool has its own seed).
 
     Returns the long table (config, method, n, beta, seed (-1: no training seed), temperature,
-    prompt, reward, win_rate, kl (k3), kl_k1, eos, length; BoN and pi_ref rows have no k1 or
-    length) and the BoN pool of each temperature.
+    prompt, reward, win_rate, kl (``KL_AXIS``), kl_k1, kl_k3, eos, length; BoN and pi_ref rows
+    have no k1, k3 or length) and the BoN pool of each temperature.
     """
+    from vbon._checks import check_int
+
+    workers = check_int(workers, "workers", minimum=1)
+    units = [(spec, sweep, float(t), tuple(bon_n), bon_pool, n_resamples) for t in temperatures]
+    if workers > 1 and len(units) > 1:
+        from vbon.train.sweep import _worker_pool
+
+        with _worker_pool(min(workers, len(units))) as pool:
+            done = list(pool.map(_temperature_unit, units, [True] * len(units)))
+    else:
+        done = [_temperature_unit(unit) for unit in units]
+    out = pd.concat([part for part, _ in done], ignore_index=True)
+    pools = {t: pool for (_, pool), t in zip(done, temperatures, strict=True)}
+    lead = ["config", "method", "n", "beta", "seed", "temperature", "prompt"]
+    return out[lead + [c for c in out.columns if c not in lead]], pools
+
+
+_REFERENCE_MODELS: dict[str, Any] = {}  # pi_ref per spec, loaded once per process
+
+
+def _temperature_unit(unit: tuple, in_worker: bool = False) -> tuple[pd.DataFrame, Any]:
+    """``temperature_points`` at one temperature: pi_ref's, BoN's and every policy's rows."""
     from vbon.evaluate import evaluate_bon_on_task, evaluate_run
     from vbon.reference import build_task_reference
     from vbon.tasks import get_task
     from vbon.train.loop import load_run
 
-    runs = [load_run(d) for d in sweep["run_dir"]]
-    reference = spec.load_task().load_reference()  # one pi_ref for every temperature
-    parts, pools = [], {}
-    for t in temperatures:
-        task = get_task(spec.task, spec.profile, **spec.task_overrides, temperature=t)
-        ref = build_task_reference(
-            task, "test", spec.eval_m, seed=spec.ref_seed, max_prompts=spec.test_prompts
-        )
-        parts.append(reference_points(ref).assign(temperature=t))
-        _, pools[t], per = evaluate_bon_on_task(
-            task,
-            bon_n,
-            prompts=spec.test_prompts,
-            m=spec.eval_m,
-            pool_size=bon_pool,
-            n_resamples=n_resamples,
-            ref_seed=spec.ref_seed,
-            per_prompt=True,
-            reference=reference,
-        )
-        per = per.assign(config=[f"bon N={n}" for n in per["N"]], method="bon", n=per["N"])
-        parts.append(per.drop(columns="N").assign(seed=-1, temperature=t))
-        for row, run in zip(sweep.itertuples(index=False), runs, strict=True):
-            ev = evaluate_run(run, task, reference=reference[0], progress=False)
-            parts.append(
-                ev.per_prompt.rename(columns={"kl_k3": "kl"}).assign(
-                    config=config_label(row.method, row.n, row.beta),
-                    method=row.method,
-                    n=row.n,
-                    beta=row.beta,
-                    seed=int(row.seed),
-                    temperature=t,
-                )
+    spec, sweep, t, bon_n, bon_pool, n_resamples = unit
+    if in_worker:  # one thread per worker process, as the sweep's runs
+        import torch
+
+        torch.set_num_threads(1)
+    key = spec.fingerprint()
+    if key not in _REFERENCE_MODELS:
+        _REFERENCE_MODELS.clear()
+        _REFERENCE_MODELS[key] = spec.load_task().load_reference()
+    reference = _REFERENCE_MODELS[key]
+    task = get_task(spec.task, spec.profile, **spec.task_overrides, temperature=t)
+    ref = build_task_reference(
+        task, "test", spec.eval_m, seed=spec.ref_seed, max_prompts=spec.test_prompts
+    )
+    parts = [reference_points(ref).assign(temperature=t)]
+    _, pool, per = evaluate_bon_on_task(
+        task,
+        bon_n,
+        prompts=spec.test_prompts,
+        m=spec.eval_m,
+        pool_size=bon_pool,
+        n_resamples=n_resamples,
+        ref_seed=spec.ref_seed,
+        per_prompt=True,
+        reference=reference,
+    )
+    per = per.assign(config=[f"bon N={n}" for n in per["N"]], method="bon", n=per["N"])
+    parts.append(per.drop(columns="N").assign(seed=-1, temperature=t))
+    for row in sweep.itertuples(index=False):
+        ev = evaluate_run(load_run(row.run_dir), task, reference=reference[0], progress=False)
+        parts.append(
+            _kl_axis(ev.per_prompt, row.run_dir).assign(
+                config=config_label(row.method, row.n, row.beta),
+                method=row.method,
+                n=row.n,
+                beta=row.beta,
+                seed=int(row.seed),
+                temperature=t,
             )
-    out = pd.concat(parts, ignore_index=True)
-    lead = ["config", "method", "n", "beta", "seed", "temperature", "prompt"]
-    return out[lead + [c for c in out.columns if c not in lead]], pools
+        )
+    return pd.concat(parts, ignore_index=True), pool
 
 
 def reference_points(cache: Any) -> pd.DataFrame:
@@ -573,7 +623,7 @@ def evaluations_agree(
         run = load_run(row.run_dir)
         mine = at[(at["config"] == config_label(row.method, row.n, row.beta))]
         mine = mine[mine["seed"] == int(row.seed)]
-        for metric, key in (("reward", "reward"), ("win_rate", "win_rate"), ("kl", "kl_k3")):
+        for metric, key in (("reward", "reward"), ("win_rate", "win_rate"), ("kl", KL_AXIS)):
             trainer, se = float(run.metrics[key]), float(run.metrics[f"{key}_se"])
             diff = float(mine[metric].mean()) - trainer
             rows.append(
@@ -916,15 +966,7 @@ def vbon_sweep_claims(
         for n in spec.n_grid
     ]
     pairs = [(f"vbon_exact N={n}", f"vbon N={n}") for n in spec.n_grid]
-    exact = paired_difference(runs, pairs, ["win_rate"])
-    out += [
-        decide(
-            f"{row['a']} beats {row['b']} (win rate difference, above 0)",
-            row_interval(row, "difference", unit=unit),
-            seeds=spec.seeds,
-        )
-        for _, row in exact.iterrows()
-    ]
+    out += _beats_claims(runs, pairs, unit=unit, seeds=spec.seeds)
     out.append(
         decide(
             f"the EOS penalty teaches vbon N={n_hi} to end: its EOS rate minus pi_ref's, above 0",
@@ -933,6 +975,125 @@ def vbon_sweep_claims(
         )
     )
     return out
+
+
+def distill_claims(
+    table: pd.DataFrame, points: pd.DataFrame, spec: Any, *, figure: str = ""
+) -> list[Any]:
+    """The verdicts on a sweep's BoNBoN, BOND and J-BOND configurations (notebooks 04 and 06),
+    each by its interval, as ``vbon_sweep_claims`` gives vBoN's:
+
+    - each beats pi_ref: win rate minus 1/2 above 0;
+    - BoNBoN at n and BOND at N stay below log N - (N-1)/N, the upper bound on the KL of the
+      pi_BoN(N) both distil (J-BOND has no fixed target: its anchor moves);
+    - vBoN at the same N beats BoNBoN and BOND (win rate difference, above 0), where the sweep
+      has that vBoN configuration.
+
+    ``table``: ``point_table`` of the runs; ``points``: ``run_points`` (pi_ref rows ignored).
+    """
+    from vbon.bon import kl_bon_bound
+    from vbon.experiment import DISTILL_METHODS
+    from vbon.stats import decide
+
+    unit = f"{len(spec.seeds)} seeds x {spec.test_prompts} prompts"
+    runs = points[points["seed"] >= 0]
+    by_config = table.set_index("config")
+    rows = by_config[by_config["method"].isin(DISTILL_METHODS)]
+    out = [
+        decide(
+            f"{c}: win rate against pi_ref minus 1/2, above 0",
+            row_interval(row, "win_rate", unit=unit, minus=0.5),
+            seeds=spec.seeds,
+            figure=figure,
+        )
+        for c, row in rows.iterrows()
+    ]
+    targeted = rows[rows["method"] != "jbond"]
+    out += [
+        decide(
+            f"{c}: KL minus BoN's KL bound log N - (N-1)/N at N={int(row['n'])}, below 0",
+            row_interval(row, "kl", unit=unit, minus=kl_bon_bound(int(row["n"]))),
+            seeds=spec.seeds,
+            direction="<",
+            figure=figure,
+        )
+        for c, row in targeted.iterrows()
+    ]
+    pairs = [
+        (f"vbon N={int(row['n'])}", c)
+        for c, row in targeted.iterrows()
+        if f"vbon N={int(row['n'])}" in by_config.index
+    ]
+    if pairs:
+        out += _beats_claims(runs, pairs, unit=unit, seeds=spec.seeds, figure=figure)
+    return out
+
+
+def _beats_claims(
+    runs: pd.DataFrame,
+    pairs: Sequence[tuple[str, str]],
+    *,
+    unit: str,
+    seeds: Sequence[int],
+    figure: str = "",
+) -> list[Any]:
+    """ "a beats b" for each (a, b) of ``pairs``: the paired win-rate difference above 0."""
+    from vbon.stats import decide
+
+    return [
+        decide(
+            f"{row['a']} beats {row['b']} (win rate difference, above 0)",
+            row_interval(row, "difference", unit=unit),
+            seeds=seeds,
+            figure=figure,
+        )
+        for _, row in paired_difference(runs, pairs, ["win_rate"]).iterrows()
+    ]
+
+
+def kl_estimator_se(sweep: pd.DataFrame) -> pd.DataFrame:
+    """The standard errors of the three KL estimates of each run's final evaluation, on the
+    same samples: k1 (log pi/pi_ref of the sampled tokens), k3 ((rho - 1) - log rho) and the
+    Rao-Blackwellised ``kl_rb`` (``vbon.evaluate.kl_rb``), with the ratios rb/k1 and rb/k3.
+    One row per run (config, seed); runs evaluated without kl_rb are left out."""
+    columns = ["kl_k1_se", "kl_k3_se", "kl_rb_se"]
+    have = sweep.reindex(columns=[*sweep.columns.drop(columns, errors="ignore"), *columns])
+    have = have.dropna(subset=["kl_rb_se"])
+    out = pd.DataFrame(
+        {
+            "config": [
+                config_label(r.method, r.n, r.beta, getattr(r, "max_m", None), variant_label(r))
+                for r in have.itertuples(index=False)
+            ],
+            "method": have["method"].to_numpy(),
+            "seed": have["seed"].astype(int).to_numpy(),
+        }
+    )
+    for name in ("kl_k1", "kl_k3", "kl_rb"):
+        out[f"{name}_se"] = have[f"{name}_se"].to_numpy(dtype=float)
+    out["rb / k1"] = out["kl_rb_se"] / out["kl_k1_se"]
+    out["rb / k3"] = out["kl_rb_se"] / out["kl_k3_se"]
+    return out
+
+
+def kl_estimator_claims(se: pd.DataFrame, *, seeds: Sequence[int], figure: str = "") -> list:
+    """kl_rb's standard error against k1's and k3's on the same samples (``kl_estimator_se``):
+    the ratio minus 1, averaged over a seed's runs, with a Student-t interval over the seeds
+    (``vbon.stats.seed_interval``: the runs of one seed share their test prompts)."""
+    from vbon.stats import decide, seed_interval
+
+    per_seed = se.groupby("seed")[["rb / k1", "rb / k3"]].mean() - 1.0
+    return [
+        decide(
+            f"kl_rb's standard error is below {other}'s on the same samples "
+            f"(SE ratio rb / {other} minus 1, mean over the runs, below 0)",
+            seed_interval(per_seed[f"rb / {other}"]),
+            seeds=seeds,
+            direction="<",
+            figure=figure,
+        )
+        for other in ("k1", "k3")
+    ]
 
 
 def temperature_claims(
