@@ -243,6 +243,8 @@ def test_distill_claims_and_the_kl_estimators_standard_errors():
     assert se["rb / k1"].to_numpy() == pytest.approx(sweep["kl_rb_se"] / sweep["kl_k1_se"])
     verdicts = findings.kl_estimator_claims(se, seeds=[0, 1, 2])
     assert [c.decision for c in verdicts] == ["holds", "holds"]
+    one = findings.kl_estimator_claims(se[se["seed"] == 0], seeds=[0])  # the runs as units
+    assert "2 runs of one seed" in one[0].evidence and one[0].estimate < 0
     assert findings.kl_estimator_se(sweep.drop(columns="kl_rb_se")).empty
 
 

@@ -63,6 +63,7 @@ TLDR_EXPERIMENT = {
     "n_grid": [2],
     "seeds": [0],
     "bon_sft_n": [2],
+    "bond_n": [2],
     "rl": {"steps": 8, "batch_prompts": 4, "mini_batch_size": 4, "micro_batch_size": 2},
     "sft": {"steps": 2, "sft_groups": 1},
 }
@@ -211,8 +212,10 @@ def test_paper_profile_rehearsal(rehearsal, name: str) -> None:
 
         task = name.split("_")[1]
         sweep = pd.read_csv(Path(rehearsal["runs"], "paper", task, "sweep.csv"))
-        rl = sweep[sweep["method"] != "bon_sft"]
+        rl = sweep[sweep["method"].isin(["vbon", "vbon_exact", "kl_rl"])]
         assert len(rl) and (rl["algorithm"] == "ppo").all(), sweep[["method", "algorithm"]]
+        bond = sweep[sweep["method"].isin(["bond", "jbond"])]  # rloo's form on every profile
+        assert (bond["algorithm"] == "rloo").all(), sweep[["method", "algorithm"]]
         config = json.loads(Path(rl["run_dir"].iloc[0], "config.json").read_text())
         assert config["profile"] == "paper"
         pins = rehearsal["standins"].models

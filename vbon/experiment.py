@@ -187,8 +187,11 @@ class Experiment:
             "bonbon": {**self.sft, **self.bonbon},
         }.get(method, self.rl)
         if method in BOND_METHODS:
-            # BOND's trainer is rloo's form on every profile; PPO's fields do not apply.
-            extra = {k: v for k, v in extra.items() if k not in _PPO_FIELDS}
+            # BOND's trainer is rloo's form on every profile: PPO's fields do not apply, and
+            # under a PPO spec neither does its micro-batch, sized for PPO's minibatches (rloo's
+            # must hold whole groups of k samples).
+            drop = _PPO_FIELDS + (("micro_batch_size",) if extra.get("algorithm") == "ppo" else ())
+            extra = {k: v for k, v in extra.items() if k not in drop}
         if method == "jbond" and "k" in extra:
             # One policy sample per prompt: as many prompts per step as the RL runs have
             # samples, so every method sees the same number of policy samples per step.

@@ -1079,15 +1079,20 @@ def kl_estimator_se(sweep: pd.DataFrame) -> pd.DataFrame:
 def kl_estimator_claims(se: pd.DataFrame, *, seeds: Sequence[int], figure: str = "") -> list:
     """kl_rb's standard error against k1's and k3's on the same samples (``kl_estimator_se``):
     the ratio minus 1, averaged over a seed's runs, with a Student-t interval over the seeds
-    (``vbon.stats.seed_interval``: the runs of one seed share their test prompts)."""
+    (``vbon.stats.seed_interval``: the runs of one seed share their test prompts). With a single
+    seed the runs themselves are the units (an optimistic interval: they share the prompts)."""
     from vbon.stats import decide, seed_interval
 
-    per_seed = se.groupby("seed")[["rb / k1", "rb / k3"]].mean() - 1.0
+    ratios = se[["seed", "rb / k1", "rb / k3"]].copy()
+    ratios[["rb / k1", "rb / k3"]] -= 1.0
+    one_seed = ratios["seed"].nunique() < 2
+    units = ratios if one_seed else ratios.groupby("seed").mean()
+    unit = f"{len(units)} runs of one seed, t-interval" if one_seed else None
     return [
         decide(
             f"kl_rb's standard error is below {other}'s on the same samples "
             f"(SE ratio rb / {other} minus 1, mean over the runs, below 0)",
-            seed_interval(per_seed[f"rb / {other}"]),
+            seed_interval(units[f"rb / {other}"], unit=unit),
             seeds=seeds,
             direction="<",
             figure=figure,
