@@ -69,8 +69,10 @@ KL_AXIS = "kl_rb"
 """The estimate behind the ``kl`` column of every trained policy's points, hence the KL axis of
 the frontier plots and of every matched-KL comparison: the Rao-Blackwellised KL
 (``vbon.evaluate.kl_rb``, Amini, Vieira and Cotterell 2025), the exact next-token KL summed
-along each sampled prefix. Unbiased like k1 and k3, never negative, and never noisier than k1
-on the same samples; the evaluation also keeps ``kl_k1`` and ``kl_k3``."""
+along each sampled prefix. Unbiased like k1 and k3, never negative, and Rao-Blackwellised
+position by position (the sum is not guaranteed less noisy than k1, but measured on notebook
+06's runs its SE is 0.66 of k1's and 0.41 of k3's on average); the evaluation also keeps
+``kl_k1`` and ``kl_k3``."""
 
 
 def _kl_axis(per: pd.DataFrame, run: Any) -> pd.DataFrame:
