@@ -938,16 +938,8 @@ def vbon_sweep_claims(
     runs = points[points["seed"] >= 0]
     by_config = table.set_index("config")
     n_lo, n_hi = min(spec.n_grid), max(spec.n_grid)
-    out = [
-        decide(
-            f"{c}: win rate against pi_ref minus 1/2, above 0",
-            row_interval(by_config.loc[c], "win_rate", unit=unit, minus=0.5),
-            seeds=spec.seeds,
-            figure=figure,
-        )
-        for c in by_config.index
-        if c.startswith("vbon")
-    ]
+    vbon_rows = by_config[[c.startswith("vbon") for c in by_config.index]]
+    out = _beats_ref_claims(vbon_rows, unit=unit, seeds=spec.seeds, figure=figure)
     grows = paired_difference(runs, [(f"vbon N={n_hi}", f"vbon N={n_lo}")], ["kl"]).iloc[0]
     out.append(
         decide(
@@ -1001,15 +993,7 @@ def distill_claims(
     runs = points[points["seed"] >= 0]
     by_config = table.set_index("config")
     rows = by_config[by_config["method"].isin(DISTILL_METHODS)]
-    out = [
-        decide(
-            f"{c}: win rate against pi_ref minus 1/2, above 0",
-            row_interval(row, "win_rate", unit=unit, minus=0.5),
-            seeds=spec.seeds,
-            figure=figure,
-        )
-        for c, row in rows.iterrows()
-    ]
+    out = _beats_ref_claims(rows, unit=unit, seeds=spec.seeds, figure=figure)
     targeted = rows[rows["method"] != "jbond"]
     out += [
         decide(
@@ -1029,6 +1013,23 @@ def distill_claims(
     if pairs:
         out += _beats_claims(runs, pairs, unit=unit, seeds=spec.seeds, figure=figure)
     return out
+
+
+def _beats_ref_claims(
+    rows: pd.DataFrame, *, unit: str, seeds: Sequence[int], figure: str = ""
+) -> list[Any]:
+    """ "c beats pi_ref" for each configuration (index) of ``point_table`` rows: win rate - 1/2."""
+    from vbon.stats import decide
+
+    return [
+        decide(
+            f"{c}: win rate against pi_ref minus 1/2, above 0",
+            row_interval(row, "win_rate", unit=unit, minus=0.5),
+            seeds=seeds,
+            figure=figure,
+        )
+        for c, row in rows.iterrows()
+    ]
 
 
 def _beats_claims(
@@ -1058,9 +1059,9 @@ def kl_estimator_se(sweep: pd.DataFrame) -> pd.DataFrame:
     same samples: k1 (log pi/pi_ref of the sampled tokens), k3 ((rho - 1) - log rho) and the
     Rao-Blackwellised ``kl_rb`` (``vbon.evaluate.kl_rb``), with the ratios rb/k1 and rb/k3.
     One row per run (config, seed); runs evaluated without kl_rb are left out."""
-    columns = ["kl_k1_se", "kl_k3_se", "kl_rb_se"]
-    have = sweep.reindex(columns=[*sweep.columns.drop(columns, errors="ignore"), *columns])
-    have = have.dropna(subset=["kl_rb_se"])
+    if "kl_rb_se" not in sweep:
+        sweep = sweep.assign(kl_rb_se=np.nan)
+    have = sweep.dropna(subset=["kl_rb_se"])
     out = pd.DataFrame(
         {
             "config": [
