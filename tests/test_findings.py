@@ -286,12 +286,13 @@ def test_experiment_spec_grids_budgets_and_errors():
     configs = spec.sweep_configs()
     by_method = pd.Series([c.method for c in configs]).value_counts().to_dict()
     k = len(spec.seeds)
-    assert by_method == {"vbon": 3 * k, "kl_rl": 3 * k, "bon_sft": 3 * k, "vbon_exact": k}
+    per_n = ("vbon", "kl_rl", "bon_sft", "bonbon", "bond")
+    assert by_method == {**dict.fromkeys(per_n, 3 * k), "vbon_exact": k, "jbond": k}
     steps = {
         (c.method, c.n if c.method != "kl_rl" else round(1 / c.beta + 1)): c.steps for c in configs
     }
     for n, budget in spec.steps_by_n.items():
-        assert steps[("vbon", n)] == steps[("kl_rl", n)] == budget
+        assert steps[("vbon", n)] == steps[("kl_rl", n)] == steps[("bond", n)] == budget
     assert all(c.max_m in spec.m_ablation for c in spec.ablation_configs())
     assert experiment("imdb", "smoke").fingerprint() != spec.fingerprint()
     with pytest.raises(ValueError, match="overrides: unknown"):
@@ -303,8 +304,8 @@ def test_experiment_spec_grids_budgets_and_errors():
 
 
 def test_experiment_spec_of_the_distillation_methods():
-    """BoNBoN over bon_sft_n with sft's budget and its own lr, BOND over bond_n in rloo's form,
-    J-BOND once with as many policy samples per step as the RL runs."""
+    """BoNBoN over bonbon_n with sft's budget (steps_by_n where set) and its own lr, BOND over
+    bond_n in rloo's form, J-BOND once with as many policy samples per step as the RL runs."""
     from vbon.experiment import DISTILL_METHODS, experiment
 
     spec = experiment("tldr", "smoke")
@@ -321,11 +322,18 @@ def test_experiment_spec_of_the_distillation_methods():
     assert jbond.k == 1 and jbond.batch_prompts == spec.rl["batch_prompts"] * spec.rl["k"]
     paper = experiment("tldr", "paper")  # its RL runs are PPO; BOND's trainer stays rloo's
     assert {c.algorithm for c in paper.sweep_configs(methods=["bond", "jbond"])} == {"rloo"}
-    assert len(experiment("imdb", "smoke", methods=["bond"]).sweep_configs()) == 3 * 3
+    assert len(experiment("imdb", "smoke", methods=["bond"]).sweep_configs()) == 1 * 3
+    # The converged profile: BoNBoN and BOND at every N, on the RL runs' steps per N.
+    converged = experiment("imdb", "converged", methods=["bonbon", "bond"])
+    steps = {(c.method, c.n): c.steps for c in converged.sweep_configs() if c.seed == 0}
+    assert steps == {(m, n): s for m in ("bonbon", "bond") for n, s in converged.steps_by_n.items()}
+    assert {c.n for c in converged.sweep_configs(["bon_sft"])} == set(converged.n_grid)
     with pytest.raises(ValueError, match="methods: expected some of"):
         experiment("tldr", "smoke", methods=["vbon_offline"])
     with pytest.raises(ValueError, match="bond_n: expected integers >= 2"):
         experiment("tldr", "smoke", bond_n=[1])
+    with pytest.raises(ValueError, match="bonbon_n: n = 900 exceeds m"):
+        experiment("tldr", "smoke", bonbon_n=[900])
     with pytest.raises(ValueError, match="bonbon: unknown TrainConfig"):
         experiment("tldr", "smoke", bonbon={"lrr": 1e-4})
 

@@ -52,6 +52,8 @@ IMDB_EXPERIMENT = {
     "offline": {"steps": 2, "batch_prompts": 4},  # notebook 08's offline vBoN
     "m_ablation": [4],
     "m_ablation_n": 2,
+    "bonbon_n": [3],  # BoNBoN and BOND at one N: their code path, not their grid
+    "bond_n": [3],
 }
 # The TL;DR spec's budgets (vbon.experiment, ("tldr", "paper")), merged the same way: one N
 # with M = 8 >= 4 N, one seed, 8 PPO phases (the least a convergence check judges) of 4 rows.

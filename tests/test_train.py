@@ -410,15 +410,23 @@ def test_bond_and_jbond_approach_best_of_n_on_the_enumerable_world(tmp_path):
     0.23-0.26 from pi_BoN(4), its nearest; after 200, bond 0.075-0.112 and jbond 0.054-0.067
     from pi_BoN(21 or 22), pi_ref being 16.3-17.3 from it. Iterated BOND with n = 2 (one seed)
     ends nearest pi_BoN(11), KL 0.17: the effective N grew past its n."""
+    import pandas as pd
+
+    from vbon import findings
+
     STEPS = 60  # measured: falls of 1.37 +- 0.007 (bond) and 1.34 +- 0.009 (jbond) by then
     world = EnumerableWorld(seed=0)
     ref_lp = world.logprobs(world.model)
     out: dict[str, tuple[list[float], list[float], list[int]]] = {}
+    sweep = []  # the rows of a run_sweep table that findings.distill_enumerable reads
     for method in ("bond", "jbond"):
         finals, starts, ns = [], [], []
         for seed in range(3):
             kw = {"n": N} if method == "bond" else {}
             result = train(_enum_config(tmp_path, method=method, seed=seed, steps=STEPS, **kw))
+            cfg = result.config
+            sweep.append({"method": method, "n": cfg.n, "beta": cfg.beta, "seed": seed})
+            sweep[-1]["run_dir"] = str(result.run_dir)
             model, _ = result.load_policy()
             if method == "bond":
                 n, kl = N, result.frame("eval").iloc[-1]["exact_kl_bon"]
@@ -435,6 +443,14 @@ def test_bond_and_jbond_approach_best_of_n_on_the_enumerable_world(tmp_path):
             f"{', '.join(f'{b:.3f}' for b in finals)}; fall {fall:.3f} +- {se:.3f}"
         )
         assert fall > 3 * se
+    # Notebook 04's table of the same runs: the same N and distances, and drop = pi_ref's - pi's.
+    table = findings.distill_enumerable(world, pd.DataFrame(sweep))
+    for method, (finals, starts, ns) in out.items():
+        part = table[table["method"] == method].sort_values("seed")
+        assert part["n"].tolist() == ns
+        np.testing.assert_allclose(part["kl_to_bon"], finals, rtol=1e-5)
+        np.testing.assert_allclose(part["ref_to_bon"], starts, rtol=1e-9)
+        np.testing.assert_allclose(part["drop"], np.subtract(starts, finals), rtol=1e-5)
     # The effective N of iterated BOND grows with the steps: still 2 after 60, 11 after 200.
     iterated = train(_enum_config(tmp_path, method="bond", n=2, anchor_ema=0.02))
     n_eff, kl = world.nearest_bon(iterated.load_policy()[0])

@@ -40,6 +40,7 @@ __all__ = [
     "row_interval",
     "optimisation_gaps",
     "enumerable_runs",
+    "distill_enumerable",
     "bon_intervals",
     "enumerable_per_seed",
     "reference_points",
@@ -344,11 +345,14 @@ def optimisation_gaps(plateaus: pd.DataFrame, ref_rewards: np.ndarray) -> pd.Dat
     rewards, from which ``vbon.theory.sampled_optimum`` gives J*. Returns per configuration
     (index) method, beta, final (mean over seeds) and its SD, optimum, ``gap`` = J* - final in
     J's units, and ``kl_to_optimum`` = gap / beta, the same distance in nats (J* - J(pi) =
-    beta KL(pi || pi*) for the maximiser pi* of J).
+    beta KL(pi || pi*) for the maximiser pi* of J). BOND and J-BOND are left out: their logged J
+    is vBoN's, while they optimise the Jeffreys divergence (J-BOND against a moving anchor).
     """
     rows = []
     for config, part in plateaus.groupby("config", sort=False):
         method, beta = part["method"].iloc[0], float(part["beta"].iloc[0])
+        if method not in ("vbon", "vbon_exact", "kl_rl"):
+            continue
         value = beta if method == "kl_rl" else int(part["n"].iloc[0])
         optimum = theory_sampled_optimum(method, value, ref_rewards)
         final = float(part["final"].mean())
@@ -380,6 +384,43 @@ def enumerable_runs(world: Any, sweep: pd.DataFrame) -> pd.DataFrame:
     if "gap" in runs:
         runs["kl_to_optimum"] = runs["gap"] / runs["beta"]
     return runs
+
+
+def distill_enumerable(world: Any, sweep: pd.DataFrame) -> pd.DataFrame:
+    """Where each BoNBoN, BOND and J-BOND run of an enumerable-world sweep ended against the
+    Best-of-N it distils, exactly: KL(pi || pi_BoN(N)) and pi_ref's KL to the same pi_BoN(N).
+
+    N is the run's target for bonbon and bond; J-BOND has none (its anchor moves), so its N is
+    the nearest pi_BoN(N) to where it ended (``EnumerableWorld.nearest_bon``). One row per run:
+    config, method, seed, n, kl_to_bon, ref_to_bon and drop = ref_to_bon - kl_to_bon.
+    """
+    from vbon.experiment import DISTILL_METHODS
+    from vbon.train.loop import load_run
+
+    ref_lp = world.logprobs(world.model)
+    rows = []
+    for row in sweep[sweep["method"].isin(DISTILL_METHODS)].itertuples(index=False):
+        run = load_run(row.run_dir)
+        policy, _ = run.load_policy()
+        temperature = run.config.temperature or 1.0
+        if row.method == "jbond":
+            n, kl = world.nearest_bon(policy, temperature=temperature)
+        else:
+            n = int(row.n)
+            kl = world.kl(world.logprobs(policy, temperature), world.bon_probs(n))
+        ref = world.kl(ref_lp, world.bon_probs(n))
+        rows.append(
+            {
+                "config": config_label(row.method, row.n, row.beta),
+                "method": row.method,
+                "seed": int(row.seed),
+                "n": int(n),
+                "kl_to_bon": kl,
+                "ref_to_bon": ref,
+                "drop": ref - kl,
+            }
+        )
+    return pd.DataFrame(rows)
 
 
 def bon_intervals(bon: pd.DataFrame, per_prompt: pd.DataFrame) -> pd.DataFrame:
@@ -974,7 +1015,7 @@ def vbon_sweep_claims(
 def distill_claims(
     table: pd.DataFrame, points: pd.DataFrame, spec: Any, *, figure: str = ""
 ) -> list[Any]:
-    """The verdicts on a sweep's BoNBoN, BOND and J-BOND configurations (notebooks 04 and 06),
+    """The verdicts on a sweep's BoNBoN, BOND and J-BOND configurations (notebooks 03 and 06),
     each by its interval, as ``vbon_sweep_claims`` gives vBoN's:
 
     - each beats pi_ref: win rate minus 1/2 above 0;
@@ -1082,8 +1123,9 @@ def kl_estimator_se(sweep: pd.DataFrame) -> pd.DataFrame:
 def kl_estimator_claims(se: pd.DataFrame, *, seeds: Sequence[int], figure: str = "") -> list:
     """kl_rb's standard error against k1's and k3's on the same samples (``kl_estimator_se``):
     the ratio minus 1, averaged over a seed's runs, with a Student-t interval over the seeds
-    (``vbon.stats.seed_interval``: the runs of one seed share their test prompts). With a single
-    seed the runs themselves are the units (an optimistic interval: they share the prompts)."""
+    (``vbon.stats.seed_interval``). Every run is evaluated on the same test prompts, so the
+    interval is conditional on that prompt set: optimistic about the prompts. With a single seed
+    the runs themselves are the units."""
     from vbon.stats import decide, seed_interval
 
     ratios = se[["seed", "rb / k1", "rb / k3"]].copy()

@@ -199,7 +199,8 @@ class EnumerableWorld:
         Returns the run's method, N or beta, seed; its exact reward, win rate against pi_ref
         and KL(pi || pi_ref); for the RL methods its objective J(pi) on the score it trained
         on, that objective's optimum J*, and the optimisation gap J* - J = beta
-        KL(pi || pi*); and KL(pi || pi_BoN(N)) at the run's N (bon_sft's n; none for kl_rl).
+        KL(pi || pi*); and KL(pi || pi_BoN(N)) at the run's N (bon_sft's n; none for kl_rl and
+        jbond, whose anchor moves: ``nearest_bon`` places it).
         """
         from vbon import theory
 
@@ -224,7 +225,7 @@ class EnumerableWorld:
             out["ref_kl_to_optimum"] = (
                 out["optimum"] - theory.objective_value(p, p, s, beta)
             ) / beta
-        if cfg.method != "kl_rl":
+        if cfg.method not in ("kl_rl", "jbond"):  # J-BOND's anchor moves: no fixed N to target
             out["kl_to_bon"] = theory.kl_divergence(q, self.bon_probs(cfg.n))
         return out
 
