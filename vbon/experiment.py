@@ -369,6 +369,9 @@ EXPERIMENTS: dict[tuple[str, str], dict[str, Any]] = {
         "sft": {"steps": 40, "lr": 1e-3, "batch_prompts": 64, "sft_groups": 512},
         # BoNBoN at n = 4 (150 steps): KL to pi_BoN 1.59 -> 0.51 at lr 1e-3, 0.38 at 3e-3.
         "bonbon": {"lr": 3e-3},
+        # BoNBoN and BOND at one N on smoke (the pipeline; `make test`'s budget); converged: all.
+        "bonbon_n": (4,),
+        "bond_n": (4,),
     },
     ("imdb", "paper"): {
         "train_prompts": 5000,
@@ -415,6 +418,8 @@ EXPERIMENTS[("enumerable", "converged")] = {
     # reports the convergence test of every run).
     "rl": {"algorithm": "rloo", "steps": 120, "lr": 1e-3, "batch_prompts": 16, "k": 4},
     "sft": {"steps": 120, "lr": 1e-3, "batch_prompts": 64, "sft_groups": 512},
+    "bonbon_n": (),
+    "bond_n": (),
     # Ten seeds: every metric of an enumerable run is exact, so the seed is the claims' only
     # random unit (t-intervals, vbon.stats.seed_interval). On three seeds the exact-minus-bound
     # KL-to-BoN difference had a seed SD of about 0.027 nats; ten seeds give a half-width of
