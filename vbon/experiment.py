@@ -113,18 +113,11 @@ class Experiment:
             _int("seeds", s, 0)
         if len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"seeds: repeated values in {list(self.seeds)}")
-        for n in self.bon_sft_n:
-            _int("bon_sft_n", n, 1)
-            if n > self.m:
-                raise ValueError(f"bon_sft_n: n = {n} exceeds m = {self.m} reference samples")
-        for n in self.bond_n:
-            _int("bond_n", n, 2)
-            if n > self.m:
-                raise ValueError(f"bond_n: n = {n} exceeds m = {self.m} reference samples")
-        for n in self.bonbon_n:
-            _int("bonbon_n", n, 2)
-            if n > self.m:
-                raise ValueError(f"bonbon_n: n = {n} exceeds m = {self.m} reference samples")
+        for name, least in (("bon_sft_n", 1), ("bond_n", 2), ("bonbon_n", 2)):
+            for n in getattr(self, name):  # groups of n drawn from the m cached references
+                _int(name, n, least)
+                if n > self.m:
+                    raise ValueError(f"{name}: n = {n} exceeds m = {self.m} reference samples")
         known = PAPER_METHODS + DISTILL_METHODS
         if not self.methods or any(m not in known for m in self.methods):
             raise ValueError(f"methods: expected some of {list(known)}, got {list(self.methods)}")

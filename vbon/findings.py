@@ -390,8 +390,9 @@ def distill_enumerable(world: Any, sweep: pd.DataFrame) -> pd.DataFrame:
     """Where each BoNBoN, BOND and J-BOND run of an enumerable-world sweep ended against the
     Best-of-N it distils, exactly: KL(pi || pi_BoN(N)) and pi_ref's KL to the same pi_BoN(N).
 
-    N is the run's target for bonbon and bond; J-BOND has none (its anchor moves), so its N is
-    the nearest pi_BoN(N) to where it ended (``EnumerableWorld.nearest_bon``). One row per run:
+    N is the run's target for bonbon and bond; J-BOND and iterated BOND have none (their anchor
+    moves), so theirs is the nearest pi_BoN(N) to where it ended
+    (``EnumerableWorld.nearest_bon``). One row per run:
     config, method, seed, n, kl_to_bon, ref_to_bon and drop = ref_to_bon - kl_to_bon.
     """
     from vbon.experiment import DISTILL_METHODS
@@ -403,7 +404,7 @@ def distill_enumerable(world: Any, sweep: pd.DataFrame) -> pd.DataFrame:
         run = load_run(row.run_dir)
         policy, _ = run.load_policy()
         temperature = run.config.temperature or 1.0
-        if row.method == "jbond":
+        if run.config.moving_anchor:
             n, kl = world.nearest_bon(policy, temperature=temperature)
         else:
             n = int(row.n)

@@ -581,6 +581,12 @@ class TrainConfig:
             self.ppo_epochs = None
 
     @property
+    def moving_anchor(self) -> bool:
+        """J-BOND and iterated BOND (anchor_ema > 0): the anchor follows the policy, so the run
+        has no fixed target pi_BoN(N) and the J it logs (against the anchor) stays flat."""
+        return self.method in BOND_METHODS and bool(self.anchor_ema)
+
+    @property
     def train_prompt_count(self) -> int:
         """Train prompts a run passes over: max_train_prompts, capped by the task's n_train
         (IMDB's 5000 or TL;DR's rows when neither caps it; the enumerable world has one)."""

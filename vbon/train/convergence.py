@@ -126,18 +126,21 @@ _CURVE_COLUMNS = ("step", "objective", "objective_se", "score", "kl", "reward")
 def sweep_plateaus(table: pd.DataFrame) -> pd.DataFrame:
     """``plateau`` of every RL run of a sweep table: one row per run (config, seed, ...).
 
-    J-BOND is left out: the J it logs is taken against its moving anchor, which follows the
-    policy, so the curve is flat from the start and a plateau says nothing of convergence.
+    J-BOND and iterated BOND are left out (``TrainConfig.moving_anchor``): the J they log is
+    taken against an anchor that follows the policy, so the curve is flat from the start and a
+    plateau says nothing of convergence.
     """
     from vbon.findings import config_label
     from vbon.train.loop import load_run
 
     rows = []
     for row in table.itertuples(index=False):
-        if row.method in BON_PAIR_METHODS or row.method == "jbond":
+        if row.method in BON_PAIR_METHODS:
+            continue
+        result = load_run(row.run_dir)
+        if result.config.moving_anchor:
             continue
         label = config_label(row.method, row.n, row.beta, getattr(row, "max_m", None))
-        result = load_run(row.run_dir)
         rows.append(
             {
                 "config": label,

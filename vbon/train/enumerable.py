@@ -200,7 +200,7 @@ class EnumerableWorld:
         and KL(pi || pi_ref); for the RL methods its objective J(pi) on the score it trained
         on, that objective's optimum J*, and the optimisation gap J* - J = beta
         KL(pi || pi*); and KL(pi || pi_BoN(N)) at the run's N (bon_sft's n; none for kl_rl and
-        jbond, whose anchor moves: ``nearest_bon`` places it).
+        for a moving anchor, J-BOND or iterated BOND: ``nearest_bon`` places those).
         """
         from vbon import theory
 
@@ -225,7 +225,7 @@ class EnumerableWorld:
             out["ref_kl_to_optimum"] = (
                 out["optimum"] - theory.objective_value(p, p, s, beta)
             ) / beta
-        if cfg.method not in ("kl_rl", "jbond"):  # J-BOND's anchor moves: no fixed N to target
+        if cfg.method != "kl_rl" and not cfg.moving_anchor:  # a moving anchor: no fixed N
             out["kl_to_bon"] = theory.kl_divergence(q, self.bon_probs(cfg.n))
         return out
 
